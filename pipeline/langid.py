@@ -74,17 +74,28 @@ def predict(texts: list[str], *, max_chars: int = 0, model_path: str | None = No
     return langs, p
 
 
-def korean_probability(texts: list[str], *, max_chars: int = 0,
-                       model_path: str | None = None) -> np.ndarray:
-    """Probability fastText gives to Korean for each text (0 where ko is not in its top 5)."""
-    if not texts:
-        return np.zeros(0, dtype=np.float32)
+def classify(texts: list[str], *, target: str = "ko", max_chars: int = 0,
+             model_path: str | None = None, k: int = 3):
+    """One fastText call giving, per text, the top language, its probability and the
+    probability of ``target`` (0 when ``target`` is not among the top ``k``).
+
+    Returns ``(langs: list[str], top_probs: np.ndarray, target_probs: np.ndarray)``.
+    """
+    n = len(texts)
+    top_p = np.zeros(n, dtype=np.float32)
+    tgt_p = np.zeros(n, dtype=np.float32)
+    if not n:
+        return [], top_p, tgt_p
     model = load_model(model_path)
-    labels, probs = model.predict([_clean(t, max_chars) for t in texts], k=5)
-    out = np.zeros(len(texts), dtype=np.float32)
+    labels, probs = model.predict([_clean(t, max_chars) for t in texts], k=k)
+    want = "__label__" + target
+    langs = []
     for i, (lab, pr) in enumerate(zip(labels, probs)):
+        langs.append(lab[0][9:] if lab else "")
+        if len(pr):
+            top_p[i] = min(float(pr[0]), 1.0)
         for l, p in zip(lab, pr):
-            if l == "__label__ko":
-                out[i] = min(float(p), 1.0)
+            if l == want:
+                tgt_p[i] = min(float(p), 1.0)
                 break
-    return out
+    return langs, top_p, tgt_p

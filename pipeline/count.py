@@ -1,0 +1,71 @@
+"""Arrow shards -> token counts and eojeol counts, with Polars lazy scans.
+
+``token_counts.parquet``: one row per vocabulary id ``0 .. len(tokenizer)-1`` (unused ids have
+zeros), columns ``token_id`` (int32), ``token`` (the raw vocab string), ``count`` (int64,
+occurrences in the counted split), ``doc_freq`` (int64, documents containing it).
+
+``eojeol_counts.parquet``: every whitespace-separated word type of the counted split with its
+``count``, most frequent first (ties by the string) — what Kiwi analyses in scoring, so Kiwi
+sees each type once instead of every occurrence.
+
+Only train shards are counted; held-out shards never are. Memory is bounded by the vocabulary
+and the number of eojeol types, not by the corpus: Polars' streaming engine aggregates shard by
+shard. It does not decide anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+
+def _scan(shards: list[Path]) -> pl.LazyFrame:
+    return pl.scan_ipc([str(p) for p in shards])
+
+
+def token_counts(shards: list[Path], vocab: list[str]) -> pl.DataFrame:
+    """Counts and document frequencies of every vocab id over ``shards``."""
+    n = len(vocab)
+    ids = pl.DataFrame({"token_id": pl.Series(range(n), dtype=pl.Int32),
+                        "token": pl.Series(vocab, dtype=pl.String)})
+    if not shards:
+        return ids.with_columns(count=pl.lit(0, pl.Int64), doc_freq=pl.lit(0, pl.Int64))
+    lf = _scan(shards)
+    counts = (lf.select(pl.col("token_ids").explode().alias("token_id"))
+              .drop_nulls().group_by("token_id").agg(pl.len().alias("count")))
+    dfreq = (lf.select(pl.col("token_ids").list.unique().explode().alias("token_id"))
+             .drop_nulls().group_by("token_id").agg(pl.len().alias("doc_freq")))
+    counts, dfreq = pl.collect_all([counts, dfreq], engine="streaming")
+    out = (ids.join(counts, on="token_id", how="left").join(dfreq, on="token_id", how="left")
+           .with_columns(pl.col("count").fill_null(0).cast(pl.Int64),
+                         pl.col("doc_freq").fill_null(0).cast(pl.Int64))
+           .sort("token_id"))
+    bad = out.filter(pl.col("token_id") >= n)
+    if bad.height:  # cannot happen with the tokenizer that made the shards
+        raise ValueError(f"shards hold token ids >= vocab size {n}")
+    return out
+
+
+def eojeol_counts(shards: list[Path]) -> pl.DataFrame:
+    """Whitespace-separated word types of the shards' text with their counts."""
+    if not shards:
+        return pl.DataFrame({"eojeol": [], "count": []}, schema={"eojeol": pl.String, "count": pl.Int64})
+    lf = _scan(shards).select(
+        pl.col("text").str.replace_all(r"\s+", " ").str.strip_chars(" ").str.split(" ")
+        .explode().alias("eojeol"))
+    out = (lf.filter(pl.col("eojeol").str.len_bytes() > 0).group_by("eojeol")
+           .agg(pl.len().cast(pl.Int64).alias("count"))
+           .collect(engine="streaming"))
+    return out.sort(["count", "eojeol"], descending=[True, False])
+
+
+def total_tokens(shards: list[Path]) -> int:
+    if not shards:
+        return 0
+    return int(_scan(shards).select(pl.col("n_tokens").cast(pl.Int64).sum()).collect().item())
+
+
+def to_arrow(df: pl.DataFrame) -> pa.Table:
+    return df.to_arrow()

@@ -1,0 +1,152 @@
+"""The stage graph of a run: what each stage reads, its fingerprint, and running it.
+
+Stages (``artifacts/<run>/<stage>/``)::
+
+    tokenizer  <- [tokenizer]                       the source tokenizer, saved once
+    tokenize   <- tokenizer + corpus + [corpus] [langid] [heldout] [tokenize]
+    count      <- tokenize
+
+A stage's fingerprint hashes its version, the config sections it reads and its upstream
+fingerprints, so editing a threshold reruns only the stages that read it. The bookkeeping
+(skip / temp dir / rename / done marker) lives in `pipeline.artifacts.run_stage`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from . import __version__
+from .artifacts import RunPaths, file_digest, fingerprint, merge_metrics, run_stage, tree_digest
+from .config import Config
+from .errors import InputError
+
+# Bump a stage's version when its output format or semantics change.
+VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1}
+ANALYZE_STAGES = ["tokenizer", "tokenize", "count"]
+
+
+class Run:
+    def __init__(self, cfg: Config, *, force: bool = False, progress: bool = True,
+                 say=None):
+        self.cfg = cfg
+        self.paths = RunPaths.from_config(cfg)
+        self.force = force
+        self.progress = progress
+        self.say = say or (lambda m: print(m, file=sys.stderr))
+
+    # -- fingerprints (cheap: no stage output is read) ----------------------------------------
+    @functools.cached_property
+    def source(self):
+        from .corpus import resolve_source
+
+        return resolve_source(self.cfg.corpus, self.cfg.heldout.block_size)
+
+    @functools.cached_property
+    def tokenizer_source_fp(self) -> str:
+        src = self.cfg.tokenizer.source
+        if src == "tekken":
+            import transformers
+
+            from .tokenizer_io import tekken_path
+
+            return fingerprint("tekken", file_digest(tekken_path()), transformers.__version__)
+        p = Path(src).expanduser()
+        if p.is_file():
+            return fingerprint("file", file_digest(p))
+        if p.is_dir():
+            return fingerprint("dir", tree_digest(p))
+        return fingerprint("hub", src)
+
+    def fp(self, stage: str) -> str:
+        c = self.cfg
+        parts = {
+            "tokenizer": lambda: (self.tokenizer_source_fp, c.section_dict("tokenizer")),
+            "tokenize": lambda: (self.fp("tokenizer"), self.source.fingerprint(),
+                                 c.section_dict("corpus"), c.section_dict("langid"),
+                                 c.section_dict("heldout"), c.section_dict("tokenize")),
+            "count": lambda: (self.fp("tokenize"),),
+        }[stage]()
+        return fingerprint(stage, VERSIONS[stage], *parts)
+
+    # -- stages -------------------------------------------------------------------------------
+    def tokenizer(self):
+        """The run's tokenizer, loaded from its saved copy (saved on first use)."""
+
+        def work(tmp: Path) -> dict:
+            from .tokenizer_io import load_tokenizer
+
+            tok = load_tokenizer(self.cfg.tokenizer.source,
+                                 trust_remote_code=self.cfg.tokenizer.trust_remote_code)
+            tok.save_pretrained(str(tmp))
+            return {"tokenizer": {"source": self.cfg.tokenizer.source,
+                                  "class": type(tok).__name__}, "vocab": {"before": len(tok)}}
+
+        d, _ = run_stage(self.paths, "tokenizer", self.fp("tokenizer"), work, force=self.force,
+                         say=self.say)
+        return _load_saved_tokenizer(str(d), self.fp("tokenizer"))
+
+    def tokenize(self) -> Path:
+        from .shards import tokenize_corpus
+
+        tok = self.tokenizer()
+        self.say(f"[tokenize] corpus: {self.source.describe()}")
+        d, _ = run_stage(self.paths, "tokenize", self.fp("tokenize"),
+                         lambda tmp: tokenize_corpus(self.source, tok, self.cfg, tmp,
+                                                     progress=self.progress),
+                         force=self.force, say=self.say)
+        return d
+
+    def count(self) -> Path:
+        from .artifacts import write_parquet
+        from .count import eojeol_counts, token_counts
+
+        tok = self.tokenizer()
+
+        def work(tmp: Path) -> dict:
+            shards = self.paths.train_shards()
+            vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
+            tc = token_counts(shards, vocab)
+            write_parquet(tc, tmp / "token_counts.parquet")
+            ec = eojeol_counts(shards)
+            write_parquet(ec, tmp / "eojeol_counts.parquet")
+            used = int((tc["count"] > 0).sum())
+            return {"vocab": {"used": used, "unused": len(tok) - used},
+                    "eojeol_types": ec.height}
+
+        self.tokenize()
+        d, _ = run_stage(self.paths, "count", self.fp("count"), work, force=self.force,
+                         say=self.say)
+        return d
+
+    def analyze(self) -> dict:
+        self.count()
+        return self.write_metrics()
+
+    def write_metrics(self) -> dict:
+        extra = {"run": {"name": self.cfg.run, "tool_version": __version__,
+                         "corpus": self.source.describe(),
+                         "tokenizer": self.cfg.tokenizer.source}}
+        return merge_metrics(self.paths, ANALYZE_STAGES, extra)
+
+    def plan(self) -> list[tuple[str, str]]:
+        """(stage, status) for --dry-run: 'up to date' or 'would run'."""
+        from .artifacts import is_done
+
+        out = []
+        for s in ANALYZE_STAGES:
+            done = is_done(self.paths.stage(s), self.fp(s)) and not self.force
+            out.append((s, "up to date" if done else "would run"))
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _load_saved_tokenizer(path: str, fp: str):  # fp: a rebuilt tokenizer is reloaded
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # a damaged artifact: tell the user how to recover
+        raise InputError(f"The saved tokenizer in {path} cannot be loaded ({e}). Rerun with "
+                         "--force to rebuild it.") from e

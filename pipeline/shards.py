@@ -1,0 +1,300 @@
+"""Documents -> NFC -> language filter -> held-out split -> Arrow shards of token ids.
+
+One streaming pass over the corpus, memory bounded by one batch and one open shard writer
+whatever the corpus size. Per batch:
+
+1. NFC-normalize each document; skip empty ones.
+2. fastText (lid.176) tags each document; documents whose Korean probability is below
+   ``langid.min_korean_prob`` are dropped and counted, unless at least
+   ``langid.keep_hangul_share`` of their letters are Hangul (fastText is unreliable on very
+   short or jamo-only text such as ``ㅋㅋㅋ``). With ``min_korean_prob = 0`` fastText is not run.
+3. The held-out split is decided by a salted hash of the document's *group*, never by row, so a
+   group is entirely counted or entirely held out.
+4. The tokenizer (Rust, both cores, GIL released) encodes the batch in a worker thread while the
+   main thread prepares the next batch.
+
+Shard schema (Arrow IPC files ``train-NNNNN.arrow`` / ``heldout-NNNNN.arrow``): see `SCHEMA`.
+Special tokens are not added (``add_special_tokens=False``): counts are of text tokens.
+
+It does not count tokens (see `pipeline.count`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import langid
+from .corpus import DocBatch, Source
+from .errors import InputError
+
+SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("group", pa.string()),
+    ("source", pa.string()),
+    ("text", pa.string()),
+    ("token_ids", pa.list_(pa.int32())),
+    ("n_tokens", pa.int32()),
+    ("n_bytes", pa.int32()),
+    ("n_chars", pa.int32()),
+    ("n_eojeol", pa.int32()),
+    ("lang", pa.string()),
+    ("ko_prob", pa.float32()),
+])
+
+HANGUL_RE = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}\x{A960}-\x{A97F}\x{D7B0}-\x{D7FF}]"
+LETTER_RE = r"\pL"
+
+
+def is_heldout(group: str, salt: str, fraction: float) -> bool:
+    """Deterministic group-level split: hash(salt, group) uniform in [0, 1) < fraction."""
+    if fraction <= 0:
+        return False
+    h = hashlib.blake2b(f"{salt}\x00{group}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64 < fraction
+
+
+class ShardWriter:
+    """Writes record batches to ``<prefix>-NNNNN.arrow``, rolling over at doc/byte limits."""
+
+    def __init__(self, out_dir: Path, prefix: str, max_docs: int, max_bytes: int):
+        self.out_dir, self.prefix = out_dir, prefix
+        self.max_docs, self.max_bytes = max_docs, max_bytes
+        self.index, self.docs, self.bytes, self.writer, self._sink = 0, 0, 0, None, None
+
+    def write(self, table: pa.Table) -> None:
+        start = 0
+        n = table.num_rows
+        nbytes = table.column("n_bytes").to_numpy()
+        while start < n:
+            if self.writer is None:
+                self._open()
+            room = self.max_docs - self.docs
+            # docs that fit under the byte limit (at least one, so a huge doc still goes somewhere)
+            cum = np.cumsum(nbytes[start:start + room])
+            fit = int(np.searchsorted(cum, self.max_bytes - self.bytes, side="right"))
+            take = max(1, min(room, fit)) if self.docs == 0 else min(room, fit)
+            if take == 0:
+                self._close()
+                continue
+            piece = table.slice(start, take)
+            self.writer.write_table(piece)
+            self.docs += take
+            self.bytes += int(cum[take - 1])
+            start += take
+            if self.docs >= self.max_docs or self.bytes >= self.max_bytes:
+                self._close()
+
+    def _open(self) -> None:
+        path = self.out_dir / f"{self.prefix}-{self.index:05d}.arrow"
+        self._sink = pa.OSFile(str(path), "wb")
+        self.writer = pa.ipc.new_file(self._sink, SCHEMA)
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self._sink.close()
+            self.writer = None
+            self.index += 1
+            self.docs = self.bytes = 0
+
+    def close(self) -> None:
+        self._close()
+
+
+class _Stats:
+    def __init__(self, n_examples: int):
+        self.read = self.empty = self.dropped = self.kept_by_script = 0
+        self.dropped_langs: dict[str, int] = {}
+        self.examples: list[dict] = []
+        self.n_examples = n_examples
+        self.split = {s: {"documents": 0, "bytes": 0, "chars": 0, "eojeol": 0, "tokens": 0}
+                      for s in ("train", "heldout")}
+        self.groups = {"train": set(), "heldout": set()}
+
+
+def _prepare(batch: DocBatch, cfg, stats: _Stats):
+    """NFC, empty-skip, language filter, held-out flag. Returns a dict of columns or None."""
+    texts, keep_idx = [], []
+    for i, t in enumerate(batch.texts):
+        t = unicodedata.normalize("NFC", t)
+        if t.strip():
+            texts.append(t)
+            keep_idx.append(i)
+    stats.read += len(batch)
+    stats.empty += len(batch) - len(texts)
+    if not texts:
+        return None
+    lc = cfg.langid
+    if lc.min_korean_prob > 0:
+        langs, _, ko = langid.classify(texts, max_chars=lc.max_chars,
+                                       model_path=lc.model_path or None)
+        keep = ko >= lc.min_korean_prob
+        if not keep.all() and lc.keep_hangul_share < 1:
+            arr = pa.array(texts)
+            hangul = pc.count_substring_regex(arr, HANGUL_RE).to_numpy()
+            letters = pc.count_substring_regex(arr, LETTER_RE).to_numpy()
+            by_script = (~keep) & (letters > 0) & (hangul >= lc.keep_hangul_share * np.maximum(letters, 1))
+            stats.kept_by_script += int(by_script.sum())
+            keep |= by_script
+    else:
+        langs, ko = [""] * len(texts), np.full(len(texts), np.nan, dtype=np.float32)
+        keep = np.ones(len(texts), dtype=bool)
+    cols = {"doc_id": [], "group": [], "source": [], "text": [], "lang": [], "ko_prob": []}
+    heldout = []
+    for j, i in enumerate(keep_idx):
+        if not keep[j]:
+            stats.dropped += 1
+            stats.dropped_langs[langs[j]] = stats.dropped_langs.get(langs[j], 0) + 1
+            if len(stats.examples) < stats.n_examples:
+                stats.examples.append({"doc_id": batch.ids[i], "source": batch.sources[i],
+                                       "lang": langs[j], "ko_prob": round(float(ko[j]), 4),
+                                       "text": texts[j][:300]})
+            continue
+        cols["doc_id"].append(batch.ids[i])
+        cols["group"].append(batch.groups[i])
+        cols["source"].append(batch.sources[i])
+        cols["text"].append(texts[j])
+        cols["lang"].append(langs[j])
+        cols["ko_prob"].append(ko[j])
+        heldout.append(is_heldout(batch.groups[i], cfg.heldout.salt, cfg.heldout.fraction))
+    return (cols, np.array(heldout, dtype=bool)) if cols["text"] else None
+
+
+def _encode(tok, texts: list[str]) -> pa.ListArray:
+    encs = tok.encode_batch_fast(texts, add_special_tokens=False)
+    return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
+
+
+def _to_table(cols: dict, ids: pa.ListArray) -> pa.Table:
+    text = pa.array(cols["text"], type=pa.string())
+    n_eojeol = pc.list_value_length(pc.utf8_split_whitespace(text)).cast(pa.int32())
+    return pa.Table.from_arrays([
+        pa.array(cols["doc_id"], pa.string()), pa.array(cols["group"], pa.string()),
+        pa.array(cols["source"], pa.string()), text, ids,
+        pc.list_value_length(ids).cast(pa.int32()),
+        pc.binary_length(text).cast(pa.int32()), pc.utf8_length(text).cast(pa.int32()),
+        n_eojeol, pa.array(cols["lang"], pa.string()),
+        pa.array(np.asarray(cols["ko_prob"], dtype=np.float32)),
+    ], schema=SCHEMA)
+
+
+def _account(stats: _Stats, split: str, table: pa.Table) -> None:
+    s = stats.split[split]
+    s["documents"] += table.num_rows
+    for k, col in (("bytes", "n_bytes"), ("chars", "n_chars"), ("eojeol", "n_eojeol"),
+                   ("tokens", "n_tokens")):
+        s[k] += int(pc.sum(table.column(col)).as_py() or 0)
+    stats.groups[split].update(table.column("group").unique().to_pylist())
+
+
+def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = True) -> dict:
+    """Run the whole stage into ``out_dir``; return its metrics. See module docstring."""
+    from tqdm.auto import tqdm
+
+    shard_dir = out_dir / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    tc = cfg.tokenize
+    writers = {s: ShardWriter(shard_dir, s, tc.shard_docs, tc.shard_bytes)
+               for s in ("train", "heldout")}
+    stats = _Stats(cfg.langid.examples)
+    backend = tok.backend_tokenizer
+    limit_docs, limit_bytes = cfg.corpus.max_documents, cfg.corpus.max_bytes
+    bar = tqdm(desc="tokenize", unit="doc", disable=not progress, mininterval=1.0)
+
+    def flush(pending) -> None:
+        cols, heldout, fut = pending
+        table = _to_table(cols, fut.result())
+        for split, mask in (("train", ~heldout), ("heldout", heldout)):
+            part = table.filter(pa.array(mask)) if not mask.all() else table
+            if part.num_rows:
+                writers[split].write(part)
+                _account(stats, split, part)
+        bar.update(table.num_rows)
+
+    pending = None
+    seen_bytes = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for batch in source.batches(tc.batch_docs):
+            if limit_docs and stats.read + len(batch) > limit_docs:
+                batch = _head(batch, limit_docs - stats.read)
+            prepared = _prepare(batch, cfg, stats)
+            if prepared is not None:
+                cols, heldout = prepared
+                fut = pool.submit(_encode, backend, cols["text"])
+                if pending is not None:
+                    flush(pending)
+                pending = (cols, heldout, fut)
+                seen_bytes += sum(len(t.encode()) for t in cols["text"]) if limit_bytes else 0
+            if (limit_docs and stats.read >= limit_docs) or (limit_bytes and seen_bytes >= limit_bytes):
+                break
+        if pending is not None:
+            flush(pending)
+    bar.close()
+    for w in writers.values():
+        w.close()
+    _check_nonempty(stats, source, cfg)
+    return _metrics(stats, len(tok))
+
+
+def _head(batch: DocBatch, n: int) -> DocBatch:
+    return DocBatch(batch.ids[:n], batch.groups[:n], batch.sources[:n], batch.texts[:n])
+
+
+def _check_nonempty(stats: _Stats, source: Source, cfg) -> None:
+    where = source.describe()
+    if stats.read == 0 or stats.read == stats.empty:
+        raise InputError(f"The corpus {where} is empty: it holds no non-blank document in column "
+                         f"{cfg.corpus.text_column!r}. Check the path and --text-column.")
+    train, held = stats.split["train"]["documents"], stats.split["heldout"]["documents"]
+    if train + held == 0:
+        langs = ", ".join(f"{k}: {v}" for k, v in sorted(stats.dropped_langs.items(),
+                                                         key=lambda kv: -kv[1])[:5])
+        raise InputError(
+            f"No Korean document in {where}: all {stats.dropped} non-empty documents were dropped "
+            f"by the language filter (Korean probability below langid.min_korean_prob = "
+            f"{cfg.langid.min_korean_prob}; languages found: {langs}). Use a Korean corpus, or "
+            "lower [langid] min_korean_prob (0 disables the filter).")
+    if train == 0:
+        raise InputError(
+            f"Every document of {where} fell in the held-out split ({len(stats.groups['heldout'])}"
+            f" group(s)), so nothing is left to count. Lower [heldout] fraction, change its salt, "
+            "or give the corpus a finer group column.")
+
+
+def _metrics(stats: _Stats, vocab_size: int) -> dict:
+    tr, he = stats.split["train"], stats.split["heldout"]
+    return {
+        "corpus": {
+            "documents_read": stats.read,
+            "empty_skipped": stats.empty,
+            "dropped_non_korean": stats.dropped,
+            "kept_by_hangul_share": stats.kept_by_script,
+            "dropped_languages": dict(sorted(stats.dropped_langs.items())),
+            "dropped_examples": stats.examples,
+            "documents": tr["documents"],
+            "bytes": tr["bytes"],
+            "chars": tr["chars"],
+            "eojeol": tr["eojeol"],
+            "groups": len(stats.groups["train"]),
+        },
+        "heldout": {
+            "documents": he["documents"],
+            "bytes": he["bytes"],
+            "chars": he["chars"],
+            "eojeol": he["eojeol"],
+            "tokens": he["tokens"],
+            "groups": len(stats.groups["heldout"]),
+            "tokens_per_eojeol": round(he["tokens"] / he["eojeol"], 6) if he["eojeol"] else None,
+        },
+        "tokens": {"total": tr["tokens"]},
+        "vocab": {"before": vocab_size},
+        "tokens_per_eojeol": round(tr["tokens"] / tr["eojeol"], 6) if tr["eojeol"] else None,
+        "bytes_per_token": round(tr["bytes"] / tr["tokens"], 6) if tr["tokens"] else None,
+    }
