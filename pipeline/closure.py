@@ -26,8 +26,8 @@ the parts of *both* merges that produce it (``Ġt``, ``he``, ``Ġth``, ``e``), t
 kept token is then still there, and since the pruned merges are a subset of the original ones in
 the same rank order, the lowest-ranked applicable merge at every step is the same one: the
 tokenization is unchanged. Keeping only the parts of one merge per token is not enough: which
-merge builds ``Ġthe`` depends on the neighbours (``Ġth e`` wins when ``he`` was not formed), and
-Tekken has 269,443 merges for 131,072 tokens.
+merge builds a token depends on the rest of the word, which the pruning cannot know, and real
+vocabularies have many such tokens (Tekken: 269,443 merges for 131,072 tokens).
 
 It does not choose which corpus tokens to keep, and it does not touch the tokenizer: it only reads
 its ``tokenizer.json`` (``backend_tokenizer.to_str()``), parsed once per tokenizer and cached.

@@ -120,7 +120,18 @@ class Run:
                          say=self.say)
         return d
 
+    def check(self) -> None:
+        """Validate inputs before any work: the corpus source resolves and the tokenizer exists."""
+        self.source  # noqa: B018 - resolving checks paths, formats and the text column
+        self.tokenizer_source_fp  # noqa: B018 - hashing checks the tokenizer path
+        src = self.cfg.tokenizer.source
+        p = Path(src).expanduser()
+        if src != "tekken" and not p.exists() and (src.startswith(("/", ".", "~")) or src.endswith(".json")):
+            raise InputError(f"Tokenizer path {src} does not exist. Check the path, or pass a hub "
+                             "id such as `Qwen/Qwen2.5-0.5B`, or `tekken` for the embedded default.")
+
     def analyze(self) -> dict:
+        self.check()
         self.count()
         return self.write_metrics()
 

@@ -188,12 +188,12 @@ def load_source_model(
     except OSError as e:
         raise InputError(_os_error_message(what, local, e)) from e
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "output_loading_info": True}
     kwargs["use_safetensors"] = None if allow_pickle else True
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        model = AutoModelForCausalLM.from_pretrained(target, config=config, **kwargs)
+        model, info = AutoModelForCausalLM.from_pretrained(target, config=config, **kwargs)
     except ValueError as e:
         raise InputError(
             f"Could not load {what} as a causal language model "
@@ -207,6 +207,14 @@ def load_source_model(
             f"Could not read the weights of {what} ({type(e).__name__}: {_short(e)}) The files are "
             "probably corrupt or do not match config.json; download or copy the model again."
         ) from e
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise InputError(
+            f"The weights of {what} lack {len(missing)} tensor(s) the architecture needs "
+            f"(e.g. {', '.join(missing[:3])}); transformers would fill them with random values. "
+            "The checkpoint is incomplete or does not match config.json: download or copy the "
+            "complete model."
+        )
     model.eval()
     return model
 
