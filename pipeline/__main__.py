@@ -64,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="Corpus -> language filter -> Arrow shards -> token counts.")
     _common(a)
+    sw = sub.add_parser("sweep", help="Analyze, then evaluate a grid of thresholds on the "
+                        "held-out split (vocab size vs identical share vs tokens per eojeol).")
+    _common(sw)
+    pr = sub.add_parser("prune", help="Analyze, select, then prune tokenizer + model and verify "
+                        "the pruned model against the original.")
+    _common(pr)
+    pr.add_argument("--model", dest="prune__model",
+                    help="`demo`, a save_pretrained directory or a hub id.")
+    pr.add_argument("--output-dir", dest="prune__output_dir", help="Where the pruned model goes.")
+    pr.add_argument("--allow-pickle", dest="prune__allow_pickle", action="store_true", default=None,
+                    help="Allow pickled .bin weights (unsafe for untrusted models).")
+    pr.add_argument("--min-count", dest="select__min_count", type=int, help="Threshold override.")
+    pr.add_argument("--target-vocab-size", dest="select__target_vocab_size", type=int,
+                    help="Threshold override.")
+    rp = sub.add_parser("report", help="Rebuild reports/<run>/index.html from the run's artifacts.")
+    _common(rp)
     c = sub.add_parser("config", help="Print the resolved config (TOML).")
     _common(c)
     c.add_argument("--explain", action="store_true", help="Every key with its help text.")
@@ -104,7 +120,28 @@ def _dispatch(args) -> int:
     if args.command == "analyze":
         m = run.analyze()
         _summary(m, run)
+    elif args.command == "sweep":
+        m = run.run_sweep()
+        _summary(m, run)
+        _print_sweep(run)
+    elif args.command == "prune":
+        m = run.run_prune()
+        _summary(m, run)
+    elif args.command == "report":
+        print(f"report: {run.report()}")
     return 0
+
+
+def _print_sweep(run) -> None:
+    import polars as pl
+
+    df = pl.read_parquet(run.paths.stage("sweep") / "sweep.parquet")
+    print("point   min_count  target  vocab    identical  tokens/eojeol")
+    for r in df.iter_rows(named=True):
+        share = r["heldout_identical_share"]
+        print(f"{r['point']:<7} {r['min_count']:>9} {r['target_vocab_size']:>7} "
+              f"{r['vocab_size']:>7}  {'' if share is None else f'{share:9.4f}'}  "
+              f"{r['heldout_tokens_per_eojeol']}")
 
 
 def _summary(m: dict, run) -> None:
@@ -114,6 +151,11 @@ def _summary(m: dict, run) -> None:
           f"non-Korean, {h.get('documents', 0):,} held out")
     print(f"tokens: {m.get('tokens', {}).get('total', 0):,}  tokens/eojeol: "
           f"{m.get('tokens_per_eojeol')}  vocab: {m.get('vocab', {}).get('before')}")
+    v, h = m.get("vocab", {}), m.get("heldout", {})
+    if "selected" in v:
+        print(f"selected: {v['selected']:,} of {v.get('before', 0):,} tokens; held-out identical "
+              f"share {h.get('identical_share_selected')}, tokens/eojeol "
+              f"{h.get('tokens_per_eojeol')} -> {h.get('tokens_per_eojeol_selected')}")
     print(f"metrics: {run.paths.metrics}")
 
 

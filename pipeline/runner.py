@@ -5,6 +5,14 @@ Stages (``artifacts/<run>/<stage>/``)::
     tokenizer  <- [tokenizer]                       the source tokenizer, saved once
     tokenize   <- tokenizer + corpus + [corpus] [langid] [heldout] [tokenize]
     count      <- tokenize
+    score      <- count + [score]                   features, no thresholds
+    heldout    <- tokenize                          unique held-out pre-tokens (for evaluation)
+    select     <- score + heldout + [select]        keep set + reasons + held-out figures
+    sweep      <- select inputs + [sweep]           threshold grid table
+    prune      <- select + model + [prune] [verify] pruned tokenizer + model, verified
+                                                    (`pipeline.prune`)
+
+Reports (`pipeline.report`) are rebuilt from whatever stages are complete after every command.
 
 A stage's fingerprint hashes its version, the config sections it reads and its upstream
 fingerprints, so editing a threshold reruns only the stages that read it. The bookkeeping
@@ -23,8 +31,10 @@ from .config import Config
 from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
-VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1}
-ANALYZE_STAGES = ["tokenizer", "tokenize", "count"]
+VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "select": 1,
+            "sweep": 1, "prune": 1}
+ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "select"]
+ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune"]
 
 
 class Run:
@@ -67,6 +77,13 @@ class Run:
                                  c.section_dict("corpus"), c.section_dict("langid"),
                                  c.section_dict("heldout"), c.section_dict("tokenize")),
             "count": lambda: (self.fp("tokenize"),),
+            "score": lambda: (self.fp("count"), c.section_dict("score")),
+            "heldout": lambda: (self.fp("tokenize"),),
+            "select": lambda: (self.fp("score"), self.fp("heldout"), c.section_dict("select")),
+            "sweep": lambda: (self.fp("score"), self.fp("heldout"), c.section_dict("select"),
+                              c.section_dict("sweep")),
+            "prune": lambda: (self.fp("select"), self.model_source_fp, c.section_dict("prune"),
+                              c.section_dict("verify")),
         }[stage]()
         return fingerprint(stage, VERSIONS[stage], *parts)
 
@@ -130,23 +147,145 @@ class Run:
             raise InputError(f"Tokenizer path {src} does not exist. Check the path, or pass a hub "
                              "id such as `Qwen/Qwen2.5-0.5B`, or `tekken` for the embedded default.")
 
+    def score(self) -> Path:
+        import polars as pl
+
+        from .artifacts import write_parquet
+        from .score import score_metrics, score_tokens
+
+        tok = self.tokenizer()
+        self.count()
+
+        def work(tmp: Path) -> dict:
+            df = score_tokens(tok, pl.read_parquet(self.paths.token_counts),
+                              pl.read_parquet(self.paths.eojeol_counts),
+                              kiwi_max_eojeol_types=self.cfg.score.kiwi_max_eojeol_types,
+                              say=self.say)
+            write_parquet(df, tmp / "token_scores.parquet")
+            return score_metrics(df)
+
+        d, _ = run_stage(self.paths, "score", self.fp("score"), work, force=self.force, say=self.say)
+        return d
+
+    def heldout(self) -> Path:
+        import polars as pl
+
+        from .artifacts import write_parquet
+        from .sweep import pretokenize_heldout
+
+        tok = self.tokenizer()
+        self.tokenize()
+
+        def work(tmp: Path) -> dict:
+            pts, fallback = pretokenize_heldout(tok, self.paths.heldout_shards())
+            write_parquet(pts, tmp / "pretokens.parquet")
+            write_parquet(pl.DataFrame({"text": fallback}, schema={"text": pl.String}),
+                          tmp / "fallback_docs.parquet")
+            return {"heldout": {"unique_pretokens": pts.height, "fallback_documents": len(fallback)}}
+
+        d, _ = run_stage(self.paths, "heldout", self.fp("heldout"), work, force=self.force,
+                         say=self.say)
+        return d
+
+    def heldout_index(self):
+        import polars as pl
+
+        from .sweep import load_heldout_index
+
+        d = self.heldout()
+        return load_heldout_index(self.paths.heldout_shards(),
+                                  pl.read_parquet(d / "pretokens.parquet"),
+                                  pl.read_parquet(d / "fallback_docs.parquet")["text"].to_list())
+
+    def scores(self):
+        import polars as pl
+
+        return pl.read_parquet(self.score() / "token_scores.parquet")
+
+    def select(self) -> Path:
+        from .artifacts import write_parquet
+        from .select import check_select_config, select, select_metrics
+        from .sweep import evaluate
+
+        check_select_config(self.cfg.select)
+        tok = self.tokenizer()
+        scores = self.scores()
+        idx = self.heldout_index()
+
+        def work(tmp: Path) -> dict:
+            keep = select(tok, scores, self.cfg.select)
+            write_parquet(keep, tmp / "keep.parquet")
+            m = select_metrics(keep, scores)
+            ev = evaluate(idx, tok, keep["keep"].to_numpy())
+            m["heldout"] = {"identical_share_selected": ev["heldout_identical_share"],
+                            "tokens_per_eojeol_selected": ev["heldout_tokens_per_eojeol"]}
+            m["select"]["thresholds"] = self.cfg.section_dict("select")
+            return m
+
+        d, _ = run_stage(self.paths, "select", self.fp("select"), work, force=self.force,
+                         say=self.say)
+        return d
+
+    def sweep(self) -> Path:
+        from .artifacts import write_parquet
+        from .sweep import sweep
+
+        tok = self.tokenizer()
+        scores = self.scores()
+        idx = self.heldout_index()
+
+        def work(tmp: Path) -> dict:
+            df = sweep(tok, scores, idx, self.cfg.select, self.cfg.sweep, say=self.say)
+            write_parquet(df, tmp / "sweep.parquet")
+            return {"sweep": {"points": df.height}}
+
+        d, _ = run_stage(self.paths, "sweep", self.fp("sweep"), work, force=self.force,
+                         say=self.say)
+        return d
+
     def analyze(self) -> dict:
         self.check()
-        self.count()
+        self.select()
         return self.write_metrics()
+
+    def run_sweep(self) -> dict:
+        self.check()
+        self.select()
+        self.sweep()
+        return self.write_metrics()
+
+    @functools.cached_property
+    def model_source_fp(self) -> str:
+        from .prune import model_source_fingerprint
+
+        return model_source_fingerprint(self.cfg)
+
+    def run_prune(self) -> dict:
+        from .prune import prune_stage
+
+        self.check()
+        self.select()
+        d, _ = run_stage(self.paths, "prune", self.fp("prune"), lambda tmp: prune_stage(self, tmp),
+                         force=self.force, say=self.say)
+        return self.write_metrics()
+
+    def report(self) -> Path:
+        from .report import write_report
+
+        return write_report(self)
 
     def write_metrics(self) -> dict:
         extra = {"run": {"name": self.cfg.run, "tool_version": __version__,
                          "corpus": self.source.describe(),
                          "tokenizer": self.cfg.tokenizer.source}}
-        return merge_metrics(self.paths, ANALYZE_STAGES, extra)
+        return merge_metrics(self.paths, ALL_STAGES, extra)
 
     def plan(self) -> list[tuple[str, str]]:
         """(stage, status) for --dry-run: 'up to date' or 'would run'."""
         from .artifacts import is_done
 
         out = []
-        for s in ANALYZE_STAGES:
+        for s in ALL_STAGES:
             done = is_done(self.paths.stage(s), self.fp(s)) and not self.force
             out.append((s, "up to date" if done else "would run"))
         return out

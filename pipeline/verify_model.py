@@ -138,7 +138,8 @@ def greedy_agreement(orig, pruned, kept_old_ids, id_map, prompts, steps: int = 8
                 orig_kept += int(id_map[o_raw] >= 0)
     if total == 0:
         raise ValueError("no prompts or steps < 1: nothing was decoded")
-    return {"steps": total, "agree_restricted": agree / total, "orig_argmax_kept": orig_kept / total}
+    return {"steps": total, "agree_restricted": agree / total,
+            "orig_argmax_kept": orig_kept / total}
 
 
 def _greedy(model, ids: list[int], steps: int, restrict) -> list[tuple[int, int]]:

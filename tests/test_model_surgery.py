@@ -313,6 +313,8 @@ def test_save_refuses_non_empty_output_and_source_dir(tmp_path):
     prune_model(model, kept_set())
     with pytest.raises(InputError, match="source"):
         save_pruned_model(model, src)
+    with pytest.raises(InputError, match="source"):
+        save_pruned_model(model, src / "pruned")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("keep me")
     with pytest.raises(InputError, match="not empty"):
@@ -433,3 +435,39 @@ def test_demo_model_prunes_to_equivalent_model(tekken, tmp_path):
     assert max_abs_logit_diff(orig, pruned, kept, id_map, [ids]) <= TOL
     assert greedy_agreement(orig, pruned, kept, id_map, [ids], steps=4)["agree_restricted"] == 1.0
     assert pruned.config.pipeline_demo_model is True
+
+
+@pytest.mark.parametrize("arch,tie", [("llama", True), ("qwen2", False)])
+def test_demo_model_other_architectures(arch, tie, tekken):
+    from pipeline.demo_model import build_demo_model
+
+    model = build_demo_model(tekken, arch=arch, hidden_size=16, num_layers=1,
+                             tie_word_embeddings=tie)
+    assert model.config.model_type == arch and heads_are_tied(model) == tie
+    assert model.config.vocab_size == len(tekken)
+
+
+def test_demo_model_rejects_unknown_arch(tekken):
+    from pipeline.demo_model import build_demo_model
+
+    with pytest.raises(ValueError, match="arch"):
+        build_demo_model(tekken, arch="gpt5")
+
+
+def test_model_bench_smoke(tmp_path):
+    """bench/model_bench.py runs end to end on a tiny shape (the 0.5B shape is `make bench`)."""
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench.model_bench import SMALL, decode_speed, prune_vs_copy_time, save_bench_model
+
+    shape = dict(SMALL, vocab_size=3000, hidden_size=32, num_hidden_layers=1)
+    speed = decode_speed(shape, 0.2, n_tokens=3, warmup=1)
+    assert speed["vocab_before"] == 3000 and speed["vocab_after"] == 600
+    assert speed["tok_s_before"] > 0 and speed["tok_s_after"] > 0
+    assert speed["params_after"] < speed["params_before"]
+    src = save_bench_model(tmp_path / "m", shape)
+    timing = prune_vs_copy_time(src, kept_rows=600, pad_to_multiple_of=64)
+    assert timing["vocab_after"] == 640 and timing["bytes_pruned"] < timing["bytes_copy"]

@@ -225,8 +225,8 @@ def pruned_family(family_tok, eval_texts, tmp_path_factory):
     from transformers import AutoTokenizer
 
     name, tok = family_tok
+    keep = _keep_set(tok, eval_texts)  # encoding first: transformers resets padding on encode
     before = tok.backend_tokenizer.to_str()
-    keep = _keep_set(tok, eval_texts)
     new, id_map = prune_tokenizer(tok, keep)
     assert tok.backend_tokenizer.to_str() == before, "the source tokenizer was modified"
     out = tmp_path_factory.mktemp(f"pruned_{name}")

@@ -197,8 +197,8 @@ def load_source_model(
     except ValueError as e:
         raise InputError(
             f"Could not load {what} as a causal language model "
-            f"(model_type={getattr(config, 'model_type', None)!r}): {_short(e)} Pass a decoder-only "
-            "LM checkpoint (e.g. Qwen2, Llama, Mistral, Gemma)."
+            f"(model_type={getattr(config, 'model_type', None)!r}): {_short(e)} Pass a "
+            "decoder-only LM checkpoint (e.g. Qwen2, Llama, Mistral, Gemma)."
         ) from e
     except OSError as e:
         raise InputError(_os_error_message(what, local, e)) from e
@@ -422,12 +422,11 @@ def prune_model(model, kept_old_ids, *, pad_to_multiple_of: int | None = None, i
     n_rows = padded_row_count(n_kept, pad_to_multiple_of)
 
     tied = heads_are_tied(model)
+    remap_special_ids(model, derived)  # validates first: raises before anything changes
     if _tie_flag(model) and not tied and head is not None:
         log.warning("config says tie_word_embeddings=True but the LM head has its own weights; "
                     "pruning it separately and writing tie_word_embeddings=False")
         _set_tie_flag(model, False)
-
-    remap_special_ids(model, derived)  # validates first: raises before any weight changes
     index = torch.as_tensor(kept, dtype=torch.long, device=emb.weight.device)
 
     _replace_param(emb, "weight", _take_rows(emb.weight, index, n_rows, 0.0))
@@ -536,14 +535,16 @@ def save_pruned_model(model, out_dir: str | os.PathLike, *, tokenizer=None,
 
     transformers 5 always writes safetensors (its ``safe_serialization`` switch is gone);
     the result loads with plain ``AutoModelForCausalLM.from_pretrained(out_dir)``. Refuses to
-    write into the directory the model was loaded from. Returns the resolved output path.
+    write into (or inside) the directory the model was loaded from. Returns the resolved
+    output path.
     """
     out = Path(out_dir).expanduser().resolve()
     source = getattr(model, "name_or_path", "") or ""
-    if source and Path(source).expanduser().exists() and Path(source).resolve() == out:
+    src = Path(source).expanduser().resolve() if source else None
+    if src is not None and src.is_dir() and (out == src or src in out.parents):
         raise InputError(
-            f"Output directory {out} is the directory the source model was loaded from; the "
-            "source is never overwritten. Choose another output directory."
+            f"Output directory {out} is (inside) the directory the source model was loaded "
+            f"from ({src}); the source is never written to. Choose another output directory."
         )
 
     def write(tmp: Path) -> None:

@@ -1,0 +1,178 @@
+"""Counts + vocabulary -> per-token features (``token_scores.parquet``). Scores, never decides.
+
+One row per vocabulary id. Columns:
+
+- identity: ``token_id``, ``token`` (raw vocab string), ``token_bytes``, ``decoded`` (UTF-8 text
+  where the bytes are valid), ``space_marker``;
+- byte class (`pipeline.tokenclass`): ``byte_class`` (special / byte / complete / partial),
+  ``partial_scripts``, ``partial_hangul_only``, ``is_special``; script: ``script``;
+- ``required``: why the tokenizer itself needs the token (special / byte / chat_template), else
+  null (`pipeline.closure.required_ids`);
+- frequency: ``count`` (emitted as a final token in the counted split), ``doc_freq``, ``share``
+  (count / all tokens), ``intermediate_count`` (how often it is built as an intermediate of a
+  BPE merge on the way to an emitted token; a token with ``count == 0`` and
+  ``intermediate_count > 0`` exists only to build longer tokens);
+- Kiwi (`pipeline.morph`, on decoded Hangul-bearing tokens with the space marker stripped):
+  ``kiwi_single_morpheme``, ``kiwi_tag``, ``kiwi_valid_word``; morpheme-boundary alignment of the
+  token's occurrences inside eojeol types weighted by their counts: ``kiwi_align_occurrences``,
+  ``kiwi_occurrences``, ``kiwi_align_share``;
+- fastText (lid.176) on decoded complete tokens with a letter: ``lang``, ``lang_prob``.
+
+Thresholds live in `pipeline.select`; nothing here depends on ``[select]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from . import langid
+from .closure import merge_index, required_ids, tokenizer_family
+
+HANGUL_SCRIPTS = ("hangul_syllable", "hangul_jamo")
+
+
+def intermediate_counts(tok, counts: np.ndarray) -> np.ndarray:
+    """For BPE: occurrences of each token as an intermediate of the merges building emitted
+    tokens. Each emitted token's derivation is replayed once (BPE within one final token only
+    involves its own symbols, so replaying it alone gives the merges the tokenizer applied).
+
+    >>> # "Ġthe" built as Ġ t h e -> Ġt h e -> Ġt he -> Ġthe: Ġt and he are intermediates.
+    """
+    index = merge_index(tok)
+    out = np.zeros(len(counts), dtype=np.int64)
+    if index is None:
+        return out
+    rank = {(int(a), int(b)): (k, int(r)) for k, ((a, b), r)
+            in enumerate(zip(index.pairs.tolist(), index.results.tolist()))}
+    memo: dict = {}
+    for t in np.flatnonzero(counts).tolist():
+        for x in _derivation(t, index, rank, memo):
+            out[x] += counts[t]
+    return out
+
+
+def _base_symbols(t: int, index, memo: dict) -> list[int]:
+    """Token ``t`` taken apart into base symbols (tokens no merge produces), leftmost parts
+    first; any producing merge gives the same symbol string."""
+    if t in memo:
+        return memo[t]
+    prod = index.producers(t)
+    if len(prod) == 0:
+        memo[t] = [t]
+    else:
+        a, b = index.pairs[prod[0]].tolist()
+        memo[t] = _base_symbols(a, index, memo) + _base_symbols(b, index, memo)
+    return memo[t]
+
+
+def _derivation(t: int, index, rank: dict, memo: dict) -> list[int]:
+    """The intermediate tokens BPE builds on the way to ``t`` (``t`` itself excluded)."""
+    syms = list(_base_symbols(t, index, memo))
+    inter: list[int] = []
+    while len(syms) > 1:
+        best = None
+        for i in range(len(syms) - 1):
+            r = rank.get((syms[i], syms[i + 1]))
+            if r is not None and (best is None or r[0] < best[1][0]):
+                best = (i, r)
+        if best is None:
+            break
+        i, (_, res) = best
+        syms[i:i + 2] = [res]
+        inter.append(res)
+    if inter and inter[-1] == t:
+        inter.pop()
+    return inter
+
+
+def _kiwi_columns(df: pl.DataFrame) -> pl.DataFrame:
+    from .morph import morph_features
+
+    hangul = df.filter(pl.col("script").is_in(HANGUL_SCRIPTS + ("mixed",))
+                       & pl.col("decoded").str.contains(r"[\x{AC00}-\x{D7A3}\x{3131}-\x{318E}]"))
+    stripped = [s.lstrip(" ").lstrip("\u2581") for s in hangul["decoded"].to_list()]
+    uniq = sorted({s for s in stripped if s})
+    feats = dict(zip(uniq, morph_features(uniq))) if uniq else {}
+    rows = [feats.get(s) for s in stripped]
+    return pl.DataFrame({
+        "token_id": hangul["token_id"],
+        "kiwi_single_morpheme": [bool(r and r["kiwi_single_morpheme"]) for r in rows],
+        "kiwi_tag": [r["kiwi_tag"] if r else None for r in rows],
+        "kiwi_valid_word": [bool(r and r["kiwi_valid_word"]) for r in rows],
+    }, schema={"token_id": pl.Int64, "kiwi_single_morpheme": pl.Boolean, "kiwi_tag": pl.String,
+               "kiwi_valid_word": pl.Boolean})
+
+
+def _alignment(tok, eojeols: pl.DataFrame, max_types: int) -> pl.DataFrame:
+    from .morph import boundary_alignment, hf_tokenize_fn
+
+    top = eojeols.head(max_types)
+    if not max_types or top.height == 0:
+        return pl.DataFrame(schema={"token_id": pl.Int64, "kiwi_align_occurrences": pl.Int64,
+                                    "kiwi_occurrences": pl.Int64})
+    per = boundary_alignment(top["eojeol"].to_list(), top["count"].to_list(), hf_tokenize_fn(tok))
+    return per.rename({"align_occurrences": "kiwi_align_occurrences",
+                       "occurrences": "kiwi_occurrences"})
+
+
+def _langid_columns(df: pl.DataFrame) -> pl.DataFrame:
+    cand = df.filter((pl.col("byte_class") == "complete") & pl.col("decoded").str.contains(r"\pL"))
+    texts = [s.strip().lstrip("\u2581") for s in cand["decoded"].to_list()]
+    langs, probs = langid.predict(texts)
+    return pl.DataFrame({"token_id": cand["token_id"], "lang": langs,
+                         "lang_prob": pl.Series(probs, dtype=pl.Float32)},
+                        schema={"token_id": pl.Int64, "lang": pl.String, "lang_prob": pl.Float32})
+
+
+def score_tokens(tok, counts: pl.DataFrame, eojeols: pl.DataFrame, *,
+                 kiwi_max_eojeol_types: int = 200_000, say=lambda m: None) -> pl.DataFrame:
+    """All features of every vocabulary id (see module docstring)."""
+    from .tokenclass import classify_vocab
+
+    family = tokenizer_family(tok)
+    say("[score] byte and script classes")
+    base = classify_vocab(tok, family)
+    req = required_ids(tok)
+    c = counts.sort("token_id")
+    cnt = c["count"].to_numpy()
+    total = int(cnt.sum())
+    say("[score] merge intermediates")
+    inter = intermediate_counts(tok, cnt)
+    df = base.with_columns(
+        required=pl.Series([req.get(i) for i in range(base.height)], dtype=pl.String),
+        count=pl.Series(cnt, dtype=pl.Int64),
+        doc_freq=c["doc_freq"].cast(pl.Int64),
+        share=pl.Series(cnt / total if total else np.zeros(len(cnt)), dtype=pl.Float64),
+        intermediate_count=pl.Series(inter, dtype=pl.Int64),
+    )
+    say("[score] Kiwi morpheme features")
+    df = df.join(_kiwi_columns(df), on="token_id", how="left")
+    say("[score] Kiwi boundary alignment on eojeol types")
+    df = df.join(_alignment(tok, eojeols, kiwi_max_eojeol_types), on="token_id", how="left")
+    say("[score] fastText on decoded tokens")
+    df = df.join(_langid_columns(df), on="token_id", how="left")
+    df = df.with_columns(
+        pl.col("kiwi_single_morpheme").fill_null(False),
+        pl.col("kiwi_valid_word").fill_null(False),
+        pl.col("kiwi_align_occurrences").fill_null(0),
+        pl.col("kiwi_occurrences").fill_null(0),
+    ).with_columns(
+        kiwi_align_share=pl.when(pl.col("kiwi_occurrences") > 0)
+        .then(pl.col("kiwi_align_occurrences") / pl.col("kiwi_occurrences")).otherwise(None),
+    )
+    return df.sort("token_id")
+
+
+def score_metrics(df: pl.DataFrame) -> dict:
+    by_class = df.group_by("byte_class").agg(pl.len()).sort("byte_class")
+    by_script = df.group_by("script").agg(pl.len()).sort("script", nulls_last=True)
+    return {"score": {
+        "byte_class": {r["byte_class"]: r["len"] for r in by_class.iter_rows(named=True)},
+        "script": {(r["script"] or "none"): r["len"] for r in by_script.iter_rows(named=True)},
+        "partial_hangul_only": int(df["partial_hangul_only"].sum()),
+        "kiwi_single_morpheme": int(df["kiwi_single_morpheme"].sum()),
+        "kiwi_valid_word": int(df["kiwi_valid_word"].sum()),
+        "only_intermediate": int(((df["count"] == 0) & (df["intermediate_count"] > 0)).sum()),
+        "required": int(df["required"].is_not_null().sum()),
+    }}

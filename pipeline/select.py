@@ -1,0 +1,153 @@
+"""Token features + ``[select]`` thresholds -> the keep set, with one reason per token.
+
+``keep.parquet``: ``token_id``, ``keep`` (bool), ``reason`` (str). Every id has exactly one
+reason, the first that applies in this order:
+
+kept
+    ``special``, ``byte``, ``chat_template``  the tokenizer needs it whatever the corpus says
+    ``frequent``          count >= min_count and doc_freq >= min_doc_freq
+    ``script``            its script class is in keep_scripts
+    ``hangul_partial``    partial UTF-8 that can only be part of Hangul (keep_hangul_partials)
+    ``korean_morpheme``   Kiwi reads it as one Korean morpheme or a word (keep_korean_morphemes)
+    ``language``          fastText's top language is in keep_languages with >= min_language_prob
+    ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank (lowest id)
+    ``merge_closure``     a part of a merge that builds a kept token (BPE closure)
+dropped
+    ``over_target``       would be kept, but target_vocab_size is reached
+    ``rare``              used in the corpus, below min_count / min_doc_freq
+    ``unused``            never emitted in the counted corpus
+
+With ``target_vocab_size``: candidates are ranked (required first, then frequent tokens by
+count, then the rule-kept ones by count and rank) and added with their merge closure while
+the total fits.
+
+The result is always closed under merges (`pipeline.closure.close_under_merges`). It does not
+re-tokenize anything; `pipeline.sweep` evaluates a keep set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from .closure import merge_index
+from .errors import ConfigError
+
+REQUIRED = ("special", "byte", "chat_template")
+KEPT_REASONS = REQUIRED + ("frequent", "script", "hangul_partial", "korean_morpheme",
+                           "language", "top_latin", "merge_closure")
+DROPPED_REASONS = ("over_target", "rare", "unused")
+SCRIPTS = ("hangul_syllable", "hangul_jamo", "latin", "digit", "punct_symbol", "whitespace",
+           "han", "kana", "cyrillic", "arabic", "other", "mixed")
+
+
+def check_select_config(sc) -> None:
+    bad = [s for s in sc.keep_scripts if s not in SCRIPTS]
+    if bad:
+        raise ConfigError(f"[select] keep_scripts has unknown script class(es) {bad}. Valid: "
+                          f"{', '.join(SCRIPTS)}.")
+
+
+def rule_reasons(scores: pl.DataFrame, sc) -> np.ndarray:
+    """The kept reason each token earns from the thresholds alone (None: none), no closure."""
+    n = scores.height
+    reason = np.full(n, None, dtype=object)
+
+    def give(mask, name):
+        m = np.asarray(mask, dtype=bool) & (reason == None)  # noqa: E711 - numpy elementwise
+        reason[m] = name
+
+    req = scores["required"].to_numpy()
+    has_req = scores["required"].is_not_null().to_numpy()
+    reason[has_req] = req[has_req]
+    cnt, dfreq = scores["count"].to_numpy(), scores["doc_freq"].to_numpy()
+    give((cnt >= sc.min_count) & (dfreq >= sc.min_doc_freq) & ((cnt > 0) | (sc.min_count == 0)),
+         "frequent")
+    give(scores["script"].is_in(list(sc.keep_scripts)).fill_null(False).to_numpy(), "script")
+    if sc.keep_hangul_partials:
+        give(scores["partial_hangul_only"].to_numpy(), "hangul_partial")
+    if sc.keep_korean_morphemes:
+        give((scores["kiwi_single_morpheme"] | scores["kiwi_valid_word"]).to_numpy(),
+             "korean_morpheme")
+    if sc.keep_languages:
+        give((scores["lang"].is_in(list(sc.keep_languages)).fill_null(False)
+              & (scores["lang_prob"].fill_null(0) >= sc.min_language_prob)).to_numpy(), "language")
+    if sc.top_latin:
+        latin = scores.filter(pl.col("script") == "latin")["token_id"].to_numpy()
+        mask = np.zeros(n, dtype=bool)
+        mask[np.sort(latin)[: sc.top_latin]] = True
+        give(mask, "top_latin")
+    return reason
+
+
+def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
+    """The keep set for thresholds ``sc`` (a `SelectConfig`): a DataFrame token_id/keep/reason."""
+    check_select_config(sc)
+    n = scores.height
+    reason = rule_reasons(scores, sc)
+    index = merge_index(tok)
+    kept = np.zeros(n, dtype=bool)
+    final = np.full(n, None, dtype=object)
+    if sc.target_vocab_size:
+        order = _candidate_order(scores, reason)
+        n_req = int(np.isin(reason, REQUIRED).sum())
+        if sc.target_vocab_size < n_req:
+            raise ConfigError(
+                f"[select] target_vocab_size = {sc.target_vocab_size} is below the {n_req} tokens "
+                "the tokenizer always needs (special, byte and chat-template tokens). Raise it, "
+                "or set 0 for no target.")
+        for t in order:
+            added = _closure_additions(int(t), kept, index)
+            if kept.sum() + len(added) > sc.target_vocab_size and reason[t] not in REQUIRED:
+                final[t] = "over_target"
+                continue
+            for x in added:
+                kept[x] = True
+                final[x] = reason[x] if x == t or reason[x] is not None else "merge_closure"
+    else:
+        for t in np.flatnonzero(reason != None).tolist():  # noqa: E711
+            for x in _closure_additions(t, kept, index):
+                kept[x] = True
+                final[x] = reason[x] if reason[x] is not None else "merge_closure"
+    cnt = scores["count"].to_numpy()
+    for t in np.flatnonzero(~kept).tolist():
+        if final[t] is None:
+            final[t] = "rare" if cnt[t] > 0 else "unused"
+    return pl.DataFrame({"token_id": scores["token_id"], "keep": kept,
+                         "reason": pl.Series(final.tolist(), dtype=pl.String)})
+
+
+def _candidate_order(scores: pl.DataFrame, reason: np.ndarray) -> np.ndarray:
+    """Required first, then frequent tokens by count, then rule-kept ones by count, rank."""
+    tier = np.where(np.isin(reason, REQUIRED), 0, np.where(reason == "frequent", 1, 2))
+    cand = np.flatnonzero(reason != None)  # noqa: E711
+    cnt = scores["count"].to_numpy()
+    keys = (cand, -cnt[cand], tier[cand])  # lexsort: last key is primary
+    return cand[np.lexsort(keys)]
+
+
+def _closure_additions(t: int, kept: np.ndarray, index) -> list[int]:
+    """``t`` and the not-yet-kept parts of every merge building it, recursively."""
+    if kept[t]:
+        return []
+    out, seen, stack = [], {t}, [t]
+    while stack:
+        x = stack.pop()
+        out.append(x)
+        if index is None:
+            continue
+        for part in index.pairs[index.producers(x)].ravel().tolist():
+            if not kept[part] and part not in seen:
+                seen.add(part)
+                stack.append(part)
+    return out
+
+
+def select_metrics(keep: pl.DataFrame, scores: pl.DataFrame) -> dict:
+    reasons = keep.group_by("reason").agg(pl.len()).sort("reason")
+    n_keep = int(keep["keep"].sum())
+    kept_tokens = scores["count"].to_numpy()[keep["keep"].to_numpy()].sum()
+    total = scores["count"].sum()
+    return {"vocab": {"selected": n_keep, "dropped": keep.height - n_keep},
+            "select": {"reasons": {r["reason"]: r["len"] for r in reasons.iter_rows(named=True)},
+                       "counted_token_coverage": round(float(kept_tokens / total), 6) if total else None}}
