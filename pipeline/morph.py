@@ -15,7 +15,8 @@ per input string:
   morpheme whose form is the string. The forced reading matters for bound morphemes: analysed
   on its own ``습니다`` reads as ``슬/VV + ᆸ니다/EF`` ("rusts"), but ``습니다`` is a dictionary
   ending (EC and EF). It is false for strings Kiwi only knows as OOV guesses (``습니``,
-  ``대한민``).
+  ``대한민``). Kiwi's dictionary is broad: ``니다`` (EC/EF), ``한민`` (NNP) and the list
+  bullet ``다.`` (SB) are single morphemes too.
 - ``kiwi_tag`` (str | None): the tag of that morpheme: from the plain analysis when it is
   single, else the best-scoring forced reading (``습니다`` -> ``EC``, Kiwi scores EC slightly
   above EF without context). ``None`` unless ``kiwi_single_morpheme``.
