@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output-dir", dest="prune__output_dir", help="Where the pruned model goes.")
     pr.add_argument("--allow-pickle", dest="prune__allow_pickle", action="store_true", default=None,
                     help="Allow pickled .bin weights (unsafe for untrusted models).")
+    pr.add_argument("--trust-remote-code", dest="prune__trust_remote_code", action="store_true",
+                    default=None, help="Allow the model's own code to run (trusted models only).")
     pr.add_argument("--min-count", dest="select__min_count", type=int, help="Threshold override.")
     pr.add_argument("--target-vocab-size", dest="select__target_vocab_size", type=int,
                     help="Threshold override.")
@@ -125,8 +127,11 @@ def _dispatch(args) -> int:
         _summary(m, run)
         _print_sweep(run)
     elif args.command == "prune":
+        from .prune import summary_lines
+
         m = run.run_prune()
         _summary(m, run)
+        print("\n".join(summary_lines(m)))
     elif args.command == "report":
         print(f"report: {run.report()}")
     return 0

@@ -47,8 +47,8 @@ from .errors import InputError
 SUPPORTED_FAMILIES = ("bytelevel_bpe", "sentencepiece_bpe", "unigram", "wordpiece")
 METASPACE = "\u2581"  # ▁
 BYTE_FALLBACK_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
-# Stands in for message contents when a chat template rejects empty ones; the text between two
-# placeholders is tokenized piece by piece so that the placeholder's own tokens are not kept.
+# Stands in for message contents when a chat template rejects empty ones; tokens overlapping it
+# are not kept.
 CHAT_PLACEHOLDER = "PLACEHOLDERCONTENT"
 
 
@@ -315,18 +315,21 @@ def chat_template_ids(tok) -> set[int]:
 
     The template is rendered on short conversations (system/user/assistant, with and without a
     system message, one and two user turns), with empty contents and with a placeholder, with and
-    without ``add_generation_prompt``. Conversations the template rejects (e.g. a system role,
-    or empty contents) are skipped; if it renders none, that is an `InputError`. Tool calls and
-    other optional template branches are not rendered.
+    without ``add_generation_prompt``. Each rendering is tokenized whole, as it would be in use
+    (a fragment tokenized alone can differ, e.g. SentencePiece prepends ``▁``), and the ids of
+    tokens that do not overlap a placeholder are kept. Conversations the template rejects (e.g. a
+    system role, or empty contents) are skipped; if it renders none, that is an `InputError`.
+
+    Not covered: tool calls and other optional template branches, and tokens that join message
+    text to the fixed text (e.g. Tekken's ``.\n\n`` after a system prompt ending in ``.``):
+    those are kept only if the corpus uses them.
     """
     if not getattr(tok, "chat_template", None):
         return set()
     ids: set[int] = set()
     errors: list[str] = []
     for text in _rendered_templates(tok, errors):
-        for piece in text.split(CHAT_PLACEHOLDER):
-            if piece:
-                ids.update(tok.encode(piece, add_special_tokens=False))
+        ids.update(_ids_outside_placeholders(tok, text))
     if not ids and errors:
         raise InputError(
             f"The chat template of tokenizer {getattr(tok, 'name_or_path', '') or type(tok).__name__}"
@@ -334,6 +337,16 @@ def chat_template_ids(tok) -> set[int]:
             "text cannot be kept. Fix the template, or remove it before pruning."
         )
     return ids
+
+
+def _ids_outside_placeholders(tok, text: str) -> list[int]:
+    holes, start = [], text.find(CHAT_PLACEHOLDER)
+    while start >= 0:
+        holes.append((start, start + len(CHAT_PLACEHOLDER)))
+        start = text.find(CHAT_PLACEHOLDER, start + 1)
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    return [i for i, (s, e) in zip(enc["input_ids"], enc["offset_mapping"])
+            if not any(s < he and hs < e for hs, he in holes)]
 
 
 def _conversations(content: str) -> list[list[dict[str, str]]]:

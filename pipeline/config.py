@@ -127,7 +127,9 @@ class SweepConfig:
 class PruneConfig:
     model: str = _f("demo", "`demo` (a small seeded random Mistral built around the tokenizer, "
                     "clearly labelled), a save_pretrained directory or a hub id.")
-    output_dir: str = _f("", "Where the pruned model goes; empty = artifacts/<run>/model.")
+    output_dir: str = _f("", "Also write the pruned model here (it is always written to "
+                         "artifacts/<run>/prune/model); empty = only there. It may not be or "
+                         "hold the source model directory.")
     allow_pickle: bool = _f(False, "Allow loading pickled .bin weights (unsafe for untrusted "
                             "models; safetensors otherwise).")
     trust_remote_code: bool = _f(False, "Allow the model's own code to run.")
@@ -142,6 +144,10 @@ class VerifyConfig:
     logit_max_tokens: int = _f(128, "Tokens per document for the logit check.", min=1)
     generate_prompts: int = _f(4, "Prompts for the greedy generation check.", min=0)
     generate_steps: int = _f(8, "Greedy steps per prompt.", min=0)
+    logit_tolerance: float = _f(1e-5, "Largest allowed |original - pruned| logit (fp32) on "
+                                "sequences of kept tokens.", min=0.0, max=1.0)
+    strict: bool = _f(True, "Fail the prune command (exit code 3, nothing written) when a "
+                      "verification check fails; false writes the model anyway, for inspection.")
 
 
 @dataclass(frozen=True)

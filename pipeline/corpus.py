@@ -52,6 +52,18 @@ class DocBatch:
         self.sources.append(source)
         self.texts.append(text)
 
+    def extend(self, other: "DocBatch") -> None:
+        self.ids += other.ids
+        self.groups += other.groups
+        self.sources += other.sources
+        self.texts += other.texts
+
+    def take(self, n: int) -> "DocBatch":
+        """Remove and return the first ``n`` documents."""
+        head = DocBatch(self.ids[:n], self.groups[:n], self.sources[:n], self.texts[:n])
+        del self.ids[:n], self.groups[:n], self.sources[:n], self.texts[:n]
+        return head
+
 
 def embedded_files() -> list[Path]:
     import importlib.util
@@ -126,28 +138,53 @@ class FileSource(Source):
 
     # -- reading -----------------------------------------------------------------------------
     def batches(self, batch_size: int) -> Iterator[DocBatch]:
-        batch = DocBatch()
+        pending = DocBatch()
         for f in self.files:
-            for rec in self._records(f):
-                batch.append(*rec)
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = DocBatch()
-        if len(batch):
-            yield batch
+            for chunk in self._chunks(f):
+                pending.extend(chunk)
+                while len(pending) >= batch_size:
+                    yield pending.take(batch_size)
+        if len(pending):
+            yield pending
 
-    def _records(self, f: Path) -> Iterator[tuple[str, str, str, str]]:
+    def _chunks(self, f: Path) -> Iterator[DocBatch]:
+        """The file's documents in chunks, with ids, groups and text types filled in."""
         fmt = _format(f)
         name = _display_name(f, self.embedded)
-        rows = {"txt": _txt_rows, "jsonl": _jsonl_rows, "parquet": _parquet_rows,
-                "arrow": _arrow_rows}[fmt](f, self.cfg)
-        for i, (id_, group, text) in enumerate(rows):
-            if group is None:
-                src = name
-                group = f"{name}#{i // self.block_size}"
+        reader = {"txt": _txt_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks,
+                  "arrow": _arrow_chunks}[fmt]
+        row = 0
+        for ids, groups, texts in reader(f, self.cfg):
+            n = len(texts)
+            idx = range(row, row + n)
+            ids = [f"{name}:{i}" if x is None else str(x)
+                   for i, x in zip(idx, ids or [None] * n)]
+            if groups is None:
+                sources = [name] * n
+                groups = [f"{name}#{i // self.block_size}" for i in idx]
             else:
-                src = str(group)
-            yield (str(id_) if id_ is not None else f"{name}:{i}"), str(group), src, text
+                sources = [name if g is None else str(g) for g in groups]
+                groups = [f"{name}#{i // self.block_size}" if g is None else str(g)
+                          for i, g in zip(idx, groups)]
+            row += n
+            yield DocBatch(ids, groups, sources, texts)
+
+
+CHUNK = 8192
+
+
+def _chunked(rows, with_meta: bool):
+    """Group (id, group, text) rows into (ids, groups, texts) lists of CHUNK rows."""
+    ids, groups, texts = [], [], []
+    for id_, group, text in rows:
+        ids.append(id_)
+        groups.append(group)
+        texts.append(text)
+        if len(texts) >= CHUNK:
+            yield (ids, groups, texts) if with_meta else (None, None, texts)
+            ids, groups, texts = [], [], []
+    if texts:
+        yield (ids, groups, texts) if with_meta else (None, None, texts)
 
 
 def _display_name(f: Path, embedded: bool) -> str:
@@ -158,6 +195,14 @@ def _check_not_binary(head: bytes, f: Path) -> None:
     if b"\x00" in head:
         raise InputError(f"{f} looks like a binary file (it contains NUL bytes), not text. "
                          "Pass .txt/.jsonl/.parquet/.arrow files with Korean text.")
+
+
+def _txt_chunks(f: Path, cfg):
+    return _chunked(_txt_rows(f, cfg), with_meta=False)
+
+
+def _jsonl_chunks(f: Path, cfg):
+    return _chunked(_jsonl_rows(f, cfg), with_meta=True)
 
 
 def _txt_rows(f: Path, cfg):
@@ -226,34 +271,37 @@ def _open_arrow(f: Path):
         return pa.ipc.open_stream(pa.memory_map(str(f)))
 
 
-def _record_batch_rows(batches, f: Path, cfg):
+def _record_batch_chunks(batches, f: Path, cfg):
     import pyarrow as pa
 
-    names = None
     try:
         for rb in batches:
-            if names is None:
-                names = rb.schema.names
-            text = rb.column(names.index(cfg.text_column)).to_pylist()
-            ids = rb.column(names.index(cfg.id_column)).to_pylist() if cfg.id_column in names else None
-            groups = (rb.column(names.index(cfg.group_column)).to_pylist()
-                      if cfg.group_column in names else None)
-            for i, t in enumerate(text):
-                if t is None:
-                    continue
-                if isinstance(t, bytes):
-                    try:
-                        t = t.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        raise InputError(f"{f}: column {cfg.text_column!r} holds bytes that are "
-                                         "not valid UTF-8. Re-encode the text as UTF-8.") from e
-                yield (ids[i] if ids else None), (groups[i] if groups else None), t
+            names = rb.schema.names
+            col = lambda c: rb.column(names.index(c)).to_pylist() if c in names else None  # noqa: E731
+            texts, ids, groups = col(cfg.text_column), col(cfg.id_column), col(cfg.group_column)
+            if any(t is None or isinstance(t, bytes) for t in texts):
+                keep = [i for i, t in enumerate(texts) if t is not None]
+                texts = [_as_text(texts[i], f, cfg) for i in keep]
+                ids = [ids[i] for i in keep] if ids is not None else None
+                groups = [groups[i] for i in keep] if groups is not None else None
+            if texts:
+                yield ids, groups, texts
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{f} could not be read to the end ({e}). The file is truncated or "
                          "corrupt: re-download or re-export it.") from e
 
 
-def _parquet_rows(f: Path, cfg):
+def _as_text(t, f: Path, cfg) -> str:
+    if isinstance(t, bytes):
+        try:
+            return t.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{f}: column {cfg.text_column!r} holds bytes that are not valid "
+                             "UTF-8. Re-encode the text as UTF-8.") from e
+    return t
+
+
+def _parquet_chunks(f: Path, cfg):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -263,17 +311,17 @@ def _parquet_rows(f: Path, cfg):
         raise InputError(f"{f} is not a readable parquet file ({e}). Re-export it.") from e
     cols = [c for c in (cfg.text_column, cfg.id_column, cfg.group_column)
             if c in pf.schema_arrow.names]
-    yield from _record_batch_rows(pf.iter_batches(batch_size=8192, columns=list(dict.fromkeys(cols))),
-                                  f, cfg)
+    yield from _record_batch_chunks(
+        pf.iter_batches(batch_size=CHUNK, columns=list(dict.fromkeys(cols))), f, cfg)
 
 
-def _arrow_rows(f: Path, cfg):
+def _arrow_chunks(f: Path, cfg):
     reader = _open_arrow(f)
     if hasattr(reader, "num_record_batches"):
         batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
     else:
         batches = iter(reader)
-    yield from _record_batch_rows(batches, f, cfg)
+    yield from _record_batch_chunks(batches, f, cfg)
 
 
 def _first_jsonl_record(f: Path):

@@ -261,12 +261,14 @@ class Run:
         return model_source_fingerprint(self.cfg)
 
     def run_prune(self) -> dict:
-        from .prune import prune_stage
+        from .prune import check_prune_inputs, export_output, prune_stage
 
         self.check()
+        check_prune_inputs(self)  # model source, output dir, tokenizer: before any analysis
         self.select()
         d, _ = run_stage(self.paths, "prune", self.fp("prune"), lambda tmp: prune_stage(self, tmp),
                          force=self.force, say=self.say)
+        export_output(self, d)
         return self.write_metrics()
 
     def report(self) -> Path:

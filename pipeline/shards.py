@@ -21,6 +21,7 @@ It does not count tokens (see `pipeline.count`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,7 @@ HANGUL_RE = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}\x{A960}-\x{A9
 LETTER_RE = r"\pL"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_heldout(group: str, salt: str, fraction: float) -> bool:
     """Deterministic group-level split: hash(salt, group) uniform in [0, 1) < fraction."""
     if fraction <= 0:
@@ -137,12 +139,13 @@ def _prepare(batch: DocBatch, cfg, stats: _Stats):
                                        model_path=lc.model_path or None)
         keep = ko >= lc.min_korean_prob
         if not keep.all() and lc.keep_hangul_share < 1:
-            arr = pa.array(texts)
+            doubt = np.flatnonzero(~keep)
+            arr = pa.array([texts[i] for i in doubt])
             hangul = pc.count_substring_regex(arr, HANGUL_RE).to_numpy()
             letters = pc.count_substring_regex(arr, LETTER_RE).to_numpy()
-            by_script = (~keep) & (letters > 0) & (hangul >= lc.keep_hangul_share * np.maximum(letters, 1))
-            stats.kept_by_script += int(by_script.sum())
-            keep |= by_script
+            ok = (letters > 0) & (hangul >= lc.keep_hangul_share * letters)
+            stats.kept_by_script += int(ok.sum())
+            keep[doubt[ok]] = True
     else:
         langs, ko = [""] * len(texts), np.full(len(texts), np.nan, dtype=np.float32)
         keep = np.ones(len(texts), dtype=bool)

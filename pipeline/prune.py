@@ -1,0 +1,461 @@
+"""The ``prune`` stage: the selected keep set applied to the tokenizer and the model, verified.
+
+What it does, for ``python -m pipeline prune``:
+
+1. `check_prune_inputs` (before any analysis work): the output directory is neither the source
+   model directory, nor inside it, nor holding it, and is free (absent, empty, or an earlier
+   output of this tool); a local model directory has a config, readable weights and a
+   tokenizer that is the analyzed one; the analyzed tokenizer is of a supported kind.
+2. `prune_stage` (inside `pipeline.artifacts.run_stage`, so it writes to a temporary stage
+   directory that is renamed into place when complete): loads the analyzed tokenizer and
+   ``select/keep.parquet``, loads the source model (``[prune] model``: ``demo``, a local
+   ``save_pretrained`` directory or a hub id), prunes both (`pipeline.surgery`), writes
+   ``prune/model/`` (pruned tokenizer, pruned safetensors model, ``provenance.json``,
+   ``id_map.json``), then verifies the saved directory against the original
+   (`pipeline.verify`) and returns the metrics.
+3. `export_output`: copies ``prune/model/`` to ``[prune] output_dir`` (temporary sibling +
+   rename), when that is set and not already up to date.
+
+Output directory layout (``prune/model/`` and ``output_dir``)::
+
+    config.json generation_config.json model.safetensors    the pruned model
+    tokenizer.json tokenizer_config.json [chat_template.jinja] [tokenizer.model]
+    id_map.json        {"old_vocab_size", "old_model_rows", "new_vocab_size", "new_model_rows",
+                        "kept_old_ids"}: new id i is old id kept_old_ids[i]
+    provenance.json    source model, demo label, corpus, config, thresholds, kept/dropped
+                       counts and reasons, tool version, sha256 of every input
+
+No timestamp or machine-specific path (artifacts or reports directory) goes into these files:
+the same inputs give byte-identical files. Timings go to ``run.log``.
+
+What it does not do: it does not choose the keep set (`pipeline.select`), does not fine-tune,
+quantize or change the dtype of the model, and never writes to the source model directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .artifacts import canonical_json, file_digest, fingerprint, write_json
+from .errors import InputError
+
+DEMO = "demo"
+#: Arguments `build_demo_model` is called with (besides the tokenizer and seed); part of the
+#: demo model's fingerprint and provenance.
+DEMO_BUILD = {"arch": "mistral", "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+              "num_kv_heads": 2, "tie_word_embeddings": False}
+MODEL_SUBDIR = "model"
+PROVENANCE = "provenance.json"
+ID_MAP = "id_map.json"
+TOOL = "pipeline"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "vocab.txt")
+# Config keys that only say where files go; they change nothing inside the output.
+_LOCATION_KEYS = ("artifacts_dir", "reports_dir")
+
+
+# --------------------------------------------------------------------------------------------
+# Model source: kind, fingerprint, files
+
+
+def source_kind(model: str) -> str:
+    """``"demo"``, ``"local"`` (an existing path, or something that can only be a path) or
+    ``"hub"``; the same rule as `pipeline.surgery.model.load_source_model`."""
+    from .surgery.model import _looks_like_path  # one rule for "is this a path"
+
+    if model == DEMO:
+        return DEMO
+    if Path(model).expanduser().exists() or _looks_like_path(model):
+        return "local"
+    return "hub"
+
+
+def _source_path(model: str) -> Path:
+    return Path(model).expanduser().resolve()
+
+
+def source_file_hashes(root: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under a local model directory (cached per
+    file size and mtime, so the fingerprint and the provenance hash each file once)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[p.relative_to(root).as_posix()] = _cached_digest(str(p), st.st_size,
+                                                                 st.st_mtime_ns)
+    return out
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    key = (path, size, mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
+
+
+def model_source_fingerprint(cfg) -> str:
+    """Fingerprint of ``[prune] model``: the seed and build parameters of the demo model (and
+    the library versions that initialise it), the digest of a local directory's files, or a
+    hub id as given."""
+    model = cfg.prune.model
+    kind = source_kind(model)
+    if kind == DEMO:
+        import torch
+        import transformers
+
+        return fingerprint(DEMO, cfg.prune.demo_seed, DEMO_BUILD, torch.__version__,
+                           transformers.__version__)
+    if kind == "local":
+        root = _source_path(model)
+        if not root.is_dir():  # reported by check_prune_inputs; --dry-run must not crash
+            return fingerprint("missing", str(root))
+        return fingerprint("dir", source_file_hashes(root))
+    return fingerprint("hub", model)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before any work
+
+
+def check_prune_inputs(run) -> None:
+    """Every check on ``[prune]`` inputs that needs no analysis; `InputError` otherwise."""
+    pc = run.cfg.prune
+    kind = source_kind(pc.model)
+    out = output_dir(run.cfg)
+    if kind == "local":
+        src = _source_path(pc.model)
+        if out is not None:
+            _check_output_location(out, src)
+        from .surgery.model import check_model_dir
+
+        check_model_dir(src, allow_pickle=pc.allow_pickle)
+        _check_model_tokenizer(run, src)
+    if out is not None:
+        _check_output_free(out)
+    _check_tokenizer_supported(run)
+
+
+def output_dir(cfg) -> Path | None:
+    """The resolved ``[prune] output_dir``, or None when unset."""
+    return Path(cfg.prune.output_dir).expanduser().resolve() if cfg.prune.output_dir else None
+
+
+def _check_output_location(out: Path, src: Path) -> None:
+    if out == src or src in out.parents:
+        raise InputError(
+            f"Output directory {out} is {'the' if out == src else 'inside the'} source model "
+            f"directory {src}; the source model is never written to. Pass another --output-dir "
+            "(outside the model directory).")
+    if out in src.parents:
+        raise InputError(
+            f"Output directory {out} contains the source model directory {src}; writing the "
+            "output would replace it. Pass another --output-dir (outside the model directory).")
+
+
+def _is_our_output(d: Path) -> bool:
+    try:
+        return json.loads((d / PROVENANCE).read_text(encoding="utf-8")).get("tool") == TOOL
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_output_free(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"Output directory {out} exists and is a file. Pass a directory path "
+                         "as --output-dir.")
+    if out.is_dir() and any(out.iterdir()) and not _is_our_output(out):
+        raise InputError(
+            f"Output directory {out} exists, is not empty and does not hold an earlier output of "
+            "this tool (no provenance.json), so it is not replaced. Remove it or pass another "
+            "--output-dir.")
+
+
+def _check_model_tokenizer(run, src: Path) -> None:
+    """The model directory holds a tokenizer, and it is the one the run analyzed."""
+    if not any((src / n).is_file() for n in TOKENIZER_FILES):
+        raise InputError(
+            f"Model directory {src} has no tokenizer (no tokenizer.json or tokenizer_config.json)"
+            ": a model directory without a tokenizer cannot be checked against the analyzed "
+            "vocabulary. Save the model's own tokenizer into it (`tokenizer.save_pretrained("
+            f"dir)`), then analyze with `--tokenizer {src}`.")
+    tok_src = run.cfg.tokenizer.source
+    if tok_src != "tekken" and Path(tok_src).expanduser().resolve() == src:
+        return  # the run analyzed this very directory's tokenizer
+    from .tokenizer_io import load_tokenizer
+
+    try:
+        model_tok = load_tokenizer(str(src), trust_remote_code=run.cfg.prune.trust_remote_code)
+    except InputError as e:
+        raise InputError(f"The tokenizer of model directory {src} cannot be loaded: {e}") from e
+    diff = tokenizer_difference(run.tokenizer(), model_tok)
+    if diff:
+        raise InputError(
+            f"The tokenizer in model directory {src} differs from the analyzed tokenizer "
+            f"`{tok_src}` ({diff}), so the keep set does not fit the model's vocabulary. "
+            f"Analyze with the model's own tokenizer: `--tokenizer {src}`.")
+
+
+def tokenizer_difference(a, b) -> str:
+    """'' when ``a`` and ``b`` tokenize alike (same model vocabulary, merges, added tokens,
+    normalizer and pre-tokenizer in tokenizer.json); else what differs first."""
+    if len(a) != len(b):
+        return f"{len(a)} vs {len(b)} tokens"
+    da, db = json.loads(a.backend_tokenizer.to_str()), json.loads(b.backend_tokenizer.to_str())
+    for key in ("model", "added_tokens", "normalizer", "pre_tokenizer"):
+        if canonical_json(da.get(key)) != canonical_json(db.get(key)):
+            return f"different `{key}` in tokenizer.json"
+    return ""
+
+
+def _check_tokenizer_supported(run) -> None:
+    from .closure import tokenizer_family
+
+    try:
+        tokenizer_family(run.tokenizer())
+    except InputError as e:
+        raise InputError(f"Tokenizer `{run.cfg.tokenizer.source}` cannot be pruned: {e}") from e
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+
+
+def prune_stage(run, tmp: Path) -> dict:
+    """Prune, write ``tmp/model``, verify it reloaded from disk; return the stage metrics."""
+    import polars as pl
+    import torch
+
+    from .surgery.model import id_map_from_kept, prune_model, save_pruned_model
+    from .surgery.tokenizer import prune_tokenizer, save_pruned_tokenizer
+    from .verify import verify_pruned
+    from .verify_model import param_counts
+
+    cfg, timer = run.cfg, _Timer(run)
+    tok = run.tokenizer()
+    keep_path = run.paths.stage("select") / "keep.parquet"
+    keep = pl.read_parquet(keep_path)
+    kept = np.flatnonzero(keep["keep"].to_numpy()).astype(np.int64)
+    _check_keep_table(keep, tok, keep_path)
+
+    new_tok, _ = prune_tokenizer(tok, kept.tolist())
+    timer.lap("tokenizer pruned")
+    model = load_model(cfg, tok)
+    rows = _check_rows(model, tok, cfg.prune.model)
+    info = _model_info(model, cfg)
+    params_before = param_counts(model)
+    bytes_before = source_weight_bytes(cfg, model)
+    timer.lap("model loaded")
+    prune_model(model, kept, pad_to_multiple_of=cfg.prune.pad_to_multiple_of or None)
+    out = tmp / MODEL_SUBDIR
+    save_pruned_model(model, out)
+    new_rows = model.get_input_embeddings().weight.shape[0]
+    del model
+    save_pruned_tokenizer(new_tok, out, sentencepiece_model=_sentencepiece_file(cfg))
+    id_map_doc = {"old_vocab_size": len(tok), "old_model_rows": rows,
+                  "new_vocab_size": len(kept), "new_model_rows": int(new_rows),
+                  "kept_old_ids": kept.tolist()}
+    (out / ID_MAP).write_text(json.dumps(id_map_doc, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(out / PROVENANCE, provenance(run, keep, keep_path, info))
+    timer.lap("pruned model written")
+
+    orig = load_model(cfg, tok, dtype=torch.float32)
+    metrics = verify_pruned(
+        run, orig_tok=tok, orig_model=orig, pruned_dir=out, kept_old_ids=kept,
+        model_id_map=id_map_from_kept(kept, rows), params_before=params_before,
+        bytes_before=bytes_before)
+    timer.lap("verified")
+    metrics["prune"] = {**metrics.get("prune", {}), **info,
+                        "model_dir": str(run.paths.stage("prune") / MODEL_SUBDIR),
+                        "output_dir": str(output_dir(cfg) or "")}
+    return metrics
+
+
+class _Timer:
+    """Logs each step's duration to run.log (timings never go into artifacts)."""
+
+    def __init__(self, run):
+        self.run, self.t = run, time.time()
+
+    def lap(self, what: str) -> None:
+        now = time.time()
+        self.run.paths.log(f"[prune] {what} in {now - self.t:.1f}s")
+        self.run.say(f"[prune] {what} ({now - self.t:.1f}s)")
+        self.t = now
+
+
+def _check_keep_table(keep, tok, path: Path) -> None:
+    if keep.height != len(tok) or keep["token_id"].to_list() != list(range(len(tok))):
+        raise InputError(f"Keep set {path} does not cover the analyzed tokenizer's {len(tok)} "
+                         "ids in order; it is stale or damaged. Rerun with --force.")
+
+
+def load_model(cfg, tok, dtype=None):
+    """The source model: the seeded demo model around ``tok``, or `load_source_model`."""
+    if cfg.prune.model == DEMO:
+        import torch
+
+        from .demo_model import build_demo_model
+
+        return build_demo_model(tok, seed=cfg.prune.demo_seed, dtype=dtype or torch.float32,
+                                **DEMO_BUILD)
+    from .surgery.model import load_source_model
+
+    return load_source_model(cfg.prune.model, allow_pickle=cfg.prune.allow_pickle,
+                             trust_remote_code=cfg.prune.trust_remote_code, dtype=dtype)
+
+
+def _check_rows(model, tok, source: str) -> int:
+    """The model's embedding row count; it may exceed the tokenizer (rows that are no token,
+    dropped by pruning) but not fall short of it."""
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    if rows < len(tok):
+        raise InputError(
+            f"Model {source} has {rows} embedding rows but its tokenizer has {len(tok)} tokens; "
+            "the model and the tokenizer do not belong together. Pass the model's own tokenizer "
+            "directory with --tokenizer.")
+    return rows
+
+
+def _model_info(model, cfg) -> dict:
+    from .demo_model import DEMO_MODEL_NOTE, is_demo_model
+
+    demo = is_demo_model(model)
+    return {"source_model": cfg.prune.model, "source_kind": source_kind(cfg.prune.model),
+            "demo_model": demo, "demo_note": DEMO_MODEL_NOTE if demo else None,
+            "architecture": type(model).__name__, "model_type": model.config.model_type,
+            "dtype": str(model.dtype).replace("torch.", "")}
+
+
+def _sentencepiece_file(cfg) -> Path | None:
+    """A local source model's SentencePiece ``tokenizer.model``, pruned beside the tokenizer."""
+    if source_kind(cfg.prune.model) != "local":
+        return None
+    f = _source_path(cfg.prune.model) / "tokenizer.model"
+    return f if f.is_file() else None
+
+
+def source_weight_bytes(cfg, model) -> int:
+    """Bytes of the source model's weight files; the demo (and a hub model, whose files sit
+    in a cache) is saved, unpruned, to a temporary directory to measure it."""
+    if source_kind(cfg.prune.model) == "local":
+        root = _source_path(cfg.prune.model)
+        return sum(p.stat().st_size for p in root.iterdir()
+                   if p.suffix in (".safetensors", ".bin") and p.is_file())
+    with tempfile.TemporaryDirectory(prefix="pipeline-size-") as d:
+        model.save_pretrained(d)
+        return sum(p.stat().st_size for p in Path(d).glob("*.safetensors"))
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance
+
+
+def provenance(run, keep, keep_path: Path, info: dict) -> dict:
+    """Where the pruned model comes from (see module docstring); no timestamps, no paths of
+    the artifacts tree."""
+    cfg = run.cfg
+    kept = keep.filter(keep["keep"])
+    dropped = keep.filter(~keep["keep"])
+    config = {k: v for k, v in cfg.to_dict().items() if k not in _LOCATION_KEYS}
+    config["prune"] = {k: v for k, v in config["prune"].items() if k != "output_dir"}
+    return {
+        "tool": TOOL, "tool_version": __version__,
+        **{k: info[k] for k in ("source_model", "source_kind", "demo_model", "demo_note",
+                                "architecture", "model_type", "dtype")},
+        "demo_build": {"seed": cfg.prune.demo_seed, **DEMO_BUILD}
+        if info["source_kind"] == DEMO else None,
+        "tokenizer_source": cfg.tokenizer.source,
+        "corpus": {"description": run.source.describe(), "fingerprint": run.source.fingerprint()},
+        "config": config,
+        "select": {"thresholds": cfg.section_dict("select"),
+                   "kept": kept.height, "dropped": dropped.height,
+                   "kept_reasons": _histogram(kept), "dropped_reasons": _histogram(dropped)},
+        "inputs": _input_hashes(run, keep_path),
+        "fingerprints": {"select": run.fp("select"), "prune": run.fp("prune")},
+    }
+
+
+def _histogram(df) -> dict:
+    return {r: int(n) for r, n in df.group_by("reason").len().sort("reason").iter_rows()}
+
+
+def _input_hashes(run, keep_path: Path) -> dict:
+    model = run.cfg.prune.model
+    kind = source_kind(model)
+    source: dict = {"kind": kind}
+    if kind == "local":
+        source["files_sha256"] = source_file_hashes(_source_path(model))
+    elif kind == "hub":
+        source["hub_id"] = model
+    else:
+        source["demo_seed"] = run.cfg.prune.demo_seed
+    return {"tokenizer_json_sha256": file_digest(run.paths.tokenizer / "tokenizer.json"),
+            "keep_parquet_sha256": file_digest(keep_path), "source_model": source}
+
+
+# --------------------------------------------------------------------------------------------
+# Export to output_dir
+
+
+def export_output(run, stage_dir: Path) -> Path | None:
+    """Copy ``<stage_dir>/model`` to ``[prune] output_dir`` (temporary sibling + rename) unless
+    it already holds the same files; return the output path (None when unset)."""
+    from .surgery.model import write_dir_atomically
+
+    out = output_dir(run.cfg)
+    if out is None:
+        return None
+    src = stage_dir / MODEL_SUBDIR
+    if _same_files(src, out):
+        run.say(f"[prune] output {out} up to date")
+        return out
+    _check_output_free(out)  # again: it may have changed since the checks
+
+    def copy(tmp: Path) -> None:
+        for f in sorted(src.iterdir()):
+            shutil.copy2(f, tmp / f.name)
+
+    write_dir_atomically(out, copy, overwrite=True)
+    run.paths.log(f"[prune] model copied to {out}")
+    run.say(f"[prune] model written to {out}")
+    return out
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    if not b.is_dir():
+        return False
+    names = sorted(p.name for p in a.iterdir())
+    if names != sorted(p.name for p in b.iterdir()):
+        return False
+    return all((a / n).stat().st_size == (b / n).stat().st_size for n in names) and \
+        (a / PROVENANCE).read_bytes() == (b / PROVENANCE).read_bytes() and \
+        all(file_digest(a / n) == file_digest(b / n) for n in names)
+
+
+def summary_lines(m: dict) -> list[str]:
+    """What `python -m pipeline prune` prints after the run."""
+    h, lg, g = m.get("heldout", {}), m.get("logits", {}), m.get("generate", {})
+    p, f, v, pr = m.get("params", {}), m.get("fertility", {}), m.get("vocab", {}), m.get("prune", {})
+    demo = " (DEMO model: random weights, outputs meaningless)" if pr.get("demo_model") else ""
+    return [
+        f"pruned model: {pr.get('source_model')}{demo}",
+        f"vocab: {v.get('before')} -> {v.get('after')} tokens; params {p.get('before'):,} -> "
+        f"{p.get('after'):,} ({pr.get('params_saved_share', 0):.1%} saved)"
+        if p else "vocab: -",
+        f"held-out: identical {h.get('identical_ratio')} (select estimate "
+        f"{h.get('identical_share_selected')}), round trip ok: {h.get('roundtrip_ok')}, "
+        f"tokens/eojeol {f.get('before')} -> {f.get('after')}",
+        f"logits max |diff| {lg.get('max_abs_diff')}; greedy agreement "
+        f"{g.get('agree_restricted')}; verification passed: {m.get('verify', {}).get('passed')}",
+        f"model: {pr.get('output_dir') or pr.get('model_dir')}",
+    ]
