@@ -6,11 +6,13 @@ reviews). Throughput = UTF-8 bytes of text / wall seconds.
 - bare: ``Tokenizer.encode_batch_fast`` (Rust, both cores) over the same batches, nothing else.
 - vocabtrimmer-style: ``tokenizer(batch)`` through transformers + Python dict counting, the
   loop existing vocabulary trimmers use.
-- analyze: ``python -m pipeline analyze`` stages tokenize + count (NFC, fastText language
-  filter, held-out split, Arrow shards, Polars counts), from a fresh artifacts dir; once with
-  the language filter and once without (``langid.min_korean_prob = 0``).
+- analyze: ``python -m pipeline analyze --until count``: corpus reading, NFC, fastText
+  language filter, held-out split, tokenization, Arrow shards, Polars counts, from a fresh
+  artifacts dir; once with the language filter and once without
+  (``langid.min_korean_prob = 0``).
 
-Peak RSS: the full analyze in a child process on the corpus at 1x and at 10x (ten copies).
+Peak RSS: ``analyze --until count`` in a child process on the corpus at 1x and at 10x (ten
+copies of the file in one directory).
 """
 
 from __future__ import annotations
@@ -67,13 +69,13 @@ def analyze_once(corpus: Path, tok_dir: Path, workdir: Path, *extra: str) -> flo
     run = Run(cfg, progress=False, say=lambda m: None)
     run.tokenizer()  # materialize the saved tokenizer outside the timed region
     t0 = time.perf_counter()
-    run.analyze()
+    run.analyze(until="count")
     return time.perf_counter() - t0
 
 
 def peak_rss_child(corpus: Path, tok_dir: Path, workdir: Path) -> tuple[float, float]:
     """(peak RSS in MiB, wall seconds) of a full `analyze` in a fresh child process."""
-    cmd = [sys.executable, "-m", "pipeline", "analyze", "--no-progress", "--config",
+    cmd = [sys.executable, "-m", "pipeline", "analyze", "--until", "count", "--no-progress", "--config",
            str(ROOT / "configs" / "default.toml"), "--run", "rss", "--corpus", str(corpus),
            "--tokenizer", str(tok_dir), "--set", f'artifacts_dir="{workdir / "a"}"',
            "--set", f'reports_dir="{workdir / "r"}"', "--force"]

@@ -62,8 +62,11 @@ def _overrides(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("analyze", help="Corpus -> language filter -> Arrow shards -> token counts.")
+    a = sub.add_parser("analyze", help="Corpus -> language filter -> Arrow shards -> token "
+                       "counts -> token scores -> keep set (with held-out figures).")
     _common(a)
+    a.add_argument("--until", choices=["tokenize", "count", "score", "select"],
+                   help="Stop after this stage.")
     sw = sub.add_parser("sweep", help="Analyze, then evaluate a grid of thresholds on the "
                         "held-out split (vocab size vs identical share vs tokens per eojeol).")
     _common(sw)
@@ -120,7 +123,7 @@ def _dispatch(args) -> int:
             print(f"# stage {stage}: {status}")
         return 0
     if args.command == "analyze":
-        m = run.analyze()
+        m = run.analyze(until=args.until)
         _summary(m, run)
     elif args.command == "sweep":
         m = run.run_sweep()

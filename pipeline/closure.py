@@ -9,7 +9,8 @@ pruning itself.
   Mistral-v1), ``"unigram"`` or ``"wordpiece"``. Anything else is an `InputError`.
 - `required_ids(tok)`: ids kept whatever the corpus says: special and added tokens and unk
   (``"special"``), the 256 byte tokens of byte-level BPE or the ``<0x00>``..``<0xFF>`` byte-fallback
-  tokens (``"byte"``), and every id of the fixed text of the chat template (``"chat_template"``).
+  tokens (``"byte"``), every id of the fixed text of the chat template (``"chat_template"``),
+  and for Unigram the lowest-scoring piece, which sets the score of unk (``"unigram_min_score"``).
 - `close_under_merges(tok, keep)`: adds, for every kept BPE token, both parts of every merge that
   produces it, recursively.
 
@@ -248,9 +249,10 @@ def required_ids(tok) -> dict[int, str]:
 
     Reasons: ``"special"`` (special and added tokens, unk, ids named by the post-processor or the
     padding), ``"byte"`` (the 256 byte-level BPE base tokens, or the ``<0x00>``..``<0xFF>`` tokens
-    of any model with byte fallback) and ``"chat_template"`` (ids of the template's fixed text).
-    WordPiece and Unigram single characters are not required: those models fall back to unk.
-    An id with several reasons gets the first of that order.
+    of any model with byte fallback), ``"chat_template"`` (ids of the template's fixed text) and,
+    for Unigram only, ``"unigram_min_score"`` (the lowest-scoring piece, which sets the score of
+    unk). WordPiece and Unigram single characters are not required: those models fall back to
+    unk. An id with several reasons gets the first of that order.
     """
     info = tokenizer_info(tok)
     reasons: dict[int, str] = {}
@@ -260,7 +262,20 @@ def required_ids(tok) -> dict[int, str]:
         reasons.setdefault(i, "byte")
     for i in chat_template_ids(tok):
         reasons.setdefault(i, "chat_template")
+    for i in _unigram_min_score_ids(info):
+        reasons.setdefault(i, "unigram_min_score")
     return reasons
+
+
+def _unigram_min_score_ids(info: TokenizerInfo) -> set[int]:
+    # Unigram scores an unknown character at (lowest piece score - 10), in `tokenizers` and in
+    # SentencePiece alike. Keeping the lowest-scoring piece keeps that score, so a pruned
+    # vocabulary's new unk nodes always score below the pieces they replace (see
+    # `close_under_merges`).
+    if info.family != "unigram" or not info.model["vocab"]:
+        return set()
+    scores = [score for _piece, score in info.model["vocab"]]
+    return {int(np.argmin(scores))}
 
 
 def _special_ids(tok, info: TokenizerInfo) -> set[int]:
@@ -395,9 +410,11 @@ def close_under_merges(tok, keep: Iterable[int], index: MergeIndex | None = None
     WordPiece, ``keep`` is returned unchanged (as a new set):
 
     - Unigram picks the highest-scoring segmentation (Viterbi) among all segmentations into
-      vocabulary pieces. Pruning only removes candidate segmentations; if every piece of the
-      original best one is kept, it is still a candidate and nothing better can appear, so it is
-      still chosen (with the same scores).
+      vocabulary pieces. Pruning removes candidate segmentations; if every piece of the original
+      best one is kept, it is still a candidate with the same score and is still chosen. The only
+      new candidates are unk nodes where a dropped single character stood; they score
+      (lowest piece score - 10), below that character, as long as the lowest-scoring piece is
+      kept (`required_ids` keeps it), so they cannot win either.
     - WordPiece takes, at each position, the longest vocabulary entry that matches. If the
       original match is kept it is still the longest match in the subset, as nothing longer can
       exist there. (A word that became unk because greedy matching got stuck is the exception:
@@ -407,6 +424,8 @@ def close_under_merges(tok, keep: Iterable[int], index: MergeIndex | None = None
     if index is None:
         index = merge_index(tok)
     if index is None:
+        # Unigram / WordPiece: no merges; a subset of the vocabulary that holds the original
+        # tokens of a text reproduces them (Viterbi / longest match, see above).
         return keep_set
     size = len(index.starts) - 1
     bad = [i for i in keep_set if not 0 <= i < size]

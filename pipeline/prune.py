@@ -34,7 +34,9 @@ quantize or change the dtype of the model, and never writes to the source model 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -232,6 +234,11 @@ def _check_tokenizer_supported(run) -> None:
 
 def prune_stage(run, tmp: Path) -> dict:
     """Prune, write ``tmp/model``, verify it reloaded from disk; return the stage metrics."""
+    with _progress_bars(run.progress):
+        return _prune(run, tmp)
+
+
+def _prune(run, tmp: Path) -> dict:
     import polars as pl
     import torch
 
@@ -266,6 +273,7 @@ def prune_stage(run, tmp: Path) -> dict:
                   "kept_old_ids": kept.tolist()}
     (out / ID_MAP).write_text(json.dumps(id_map_doc, sort_keys=True) + "\n", encoding="utf-8")
     write_json(out / PROVENANCE, provenance(run, keep, keep_path, info))
+    _usual_modes(out)
     timer.lap("pruned model written")
 
     orig = load_model(cfg, tok, dtype=torch.float32)
@@ -278,6 +286,32 @@ def prune_stage(run, tmp: Path) -> dict:
                         "model_dir": str(run.paths.stage("prune") / MODEL_SUBDIR),
                         "output_dir": str(output_dir(cfg) or "")}
     return metrics
+
+
+@contextlib.contextmanager
+def _progress_bars(enabled: bool):
+    """transformers' loading/saving progress bars follow --no-progress."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _usual_modes(d: Path) -> None:
+    """Give a written directory and its files the modes the umask allows (temporary
+    directories are created private, 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    d.chmod(0o777 & ~mask)
+    for f in d.iterdir():
+        if f.is_file():
+            f.chmod(0o666 & ~mask)
 
 
 class _Timer:
@@ -425,7 +459,7 @@ def export_output(run, stage_dir: Path) -> Path | None:
         for f in sorted(src.iterdir()):
             shutil.copy2(f, tmp / f.name)
 
-    write_dir_atomically(out, copy, overwrite=True)
+    write_dir_atomically(out, lambda tmp: (copy(tmp), _usual_modes(tmp)), overwrite=True)
     run.paths.log(f"[prune] model copied to {out}")
     run.say(f"[prune] model written to {out}")
     return out

@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .artifacts import RunPaths, file_digest, fingerprint, merge_metrics, run_stage, tree_digest
+from .artifacts import (RunPaths, file_digest, fingerprint, is_done, merge_metrics, run_stage,
+                        tree_digest)
 from .config import Config
 from .errors import InputError
 
@@ -243,9 +244,11 @@ class Run:
                          say=self.say)
         return d
 
-    def analyze(self) -> dict:
+    def analyze(self, until: str | None = None) -> dict:
+        """Run the analysis stages (up to and including ``until``, default all)."""
         self.check()
-        self.select()
+        {"tokenize": self.tokenize, "count": self.count, "score": self.score,
+         "select": self.select, None: self.select}[until]()
         return self.write_metrics()
 
     def run_sweep(self) -> dict:
@@ -280,12 +283,12 @@ class Run:
         extra = {"run": {"name": self.cfg.run, "tool_version": __version__,
                          "corpus": self.source.describe(),
                          "tokenizer": self.cfg.tokenizer.source}}
-        return merge_metrics(self.paths, ALL_STAGES, extra)
+        # only stages that are up to date with this config: never report a stale selection
+        current = [s for s in ALL_STAGES if is_done(self.paths.stage(s), self.fp(s))]
+        return merge_metrics(self.paths, current, extra)
 
     def plan(self) -> list[tuple[str, str]]:
         """(stage, status) for --dry-run: 'up to date' or 'would run'."""
-        from .artifacts import is_done
-
         out = []
         for s in ALL_STAGES:
             done = is_done(self.paths.stage(s), self.fp(s)) and not self.force

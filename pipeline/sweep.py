@@ -31,8 +31,8 @@ import pyarrow as pa
 
 @dataclasses.dataclass
 class HeldoutIndex:
-    doc_of_token: np.ndarray      # (n_tokens,) doc index of each held-out token
-    flat_ids: np.ndarray          # (n_tokens,) original token ids
+    doc_of_token: np.ndarray      # (n_tokens,) doc index of each held-out token (int32)
+    flat_ids: np.ndarray          # (n_tokens,) original token ids (int32)
     n_docs: int
     eojeol: int                   # held-out eojeol total
     pretokens: list[str]          # unique pre-tokens (model alphabet) of the exact docs
@@ -56,26 +56,25 @@ def pretokenize_heldout(tok, shards: list[Path]) -> tuple[pl.DataFrame, list[str
     if not shards:
         return pl.DataFrame(schema={"pretoken": pl.String, "count": pl.Int64,
                                     "token_ids": pl.List(pl.Int64)}), []
-    t = _read(shards, ["text", "token_ids"])
-    lengths = (pa.compute.list_value_length(t.column("token_ids")).to_numpy(zero_copy_only=False)
-               if t.num_rows else [])
     backend = tok.backend_tokenizer
     norm, pre, model = backend.normalizer, backend.pre_tokenizer, backend.model
     counts: Counter = Counter()
     cache: dict[str, list[int]] = {}
     fallback = []
-    for text, n in zip(t.column("text").to_pylist(), list(lengths)):
-        s = norm.normalize_str(text) if norm is not None else text
-        pieces = [p for p, _ in pre.pre_tokenize_str(s)] if pre is not None else [s]
-        total = 0
-        for p in pieces:
-            if p not in cache:
-                cache[p] = [x.id for x in model.tokenize(p)]
-            total += len(cache[p])
-        if total == n:
-            counts.update(pieces)
-        else:
-            fallback.append(text)
+    for shard in shards:  # one shard at a time: memory bounded by a shard + unique pre-tokens
+        t = _read([shard], ["text", "n_tokens"])
+        for text, n in zip(t.column("text").to_pylist(), t.column("n_tokens").to_pylist()):
+            s = norm.normalize_str(text) if norm is not None else text
+            pieces = [p for p, _ in pre.pre_tokenize_str(s)] if pre is not None else [s]
+            total = 0
+            for p in pieces:
+                if p not in cache:
+                    cache[p] = [x.id for x in model.tokenize(p)]
+                total += len(cache[p])
+            if total == n:
+                counts.update(pieces)
+            else:
+                fallback.append(text)
     pts = sorted(counts)
     df = pl.DataFrame({"pretoken": pts, "count": [counts[p] for p in pts],
                        "token_ids": [cache[p] for p in pts]},
@@ -91,10 +90,10 @@ def load_heldout_index(shards: list[Path], pretokens: pl.DataFrame,
         return HeldoutIndex(np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0, [],
                             np.zeros(0, np.int64), [], [])
     ids_col = t.column("token_ids").combine_chunks()
-    flat = ids_col.values.to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = ids_col.values.to_numpy(zero_copy_only=False).astype(np.int32)
     lengths = pa.compute.list_value_length(ids_col).to_numpy(zero_copy_only=False)
     return HeldoutIndex(
-        doc_of_token=np.repeat(np.arange(t.num_rows), lengths), flat_ids=flat,
+        doc_of_token=np.repeat(np.arange(t.num_rows, dtype=np.int32), lengths), flat_ids=flat,
         n_docs=t.num_rows, eojeol=int(pa.compute.sum(t.column("n_eojeol")).as_py() or 0),
         pretokens=pretokens["pretoken"].to_list(), pt_counts=pretokens["count"].to_numpy(),
         pt_ids=[np.asarray(x, dtype=np.int64) for x in pretokens["token_ids"].to_list()],

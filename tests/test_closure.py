@@ -179,6 +179,14 @@ def test_unigram_byte_fallback_requires_byte_tokens():
     assert len(tok) - 1 not in req  # '한국' is not required
 
 
+def test_unigram_lowest_scoring_piece_is_required():
+    from tokenizers import Tokenizer, models
+
+    vocab = [("<unk>", 0.0), ("한", -1.0), ("국", -30.0), ("한국", -3.0)]
+    tok = _fast(Tokenizer(models.Unigram(vocab, 0)), unk_token="<unk>")
+    assert required_ids(tok) == {0: "special", 2: "unigram_min_score"}
+
+
 # --------------------------------------------------------------------------------------------
 # Closure
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.closure import close_under_merges, required_ids, tokenizer_family
@@ -354,7 +354,7 @@ def _tekken_property(tekken, texts, used, seed, fraction, reload_dir=None):
             assert n == id_map[o].tolist()
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), fraction=st.floats(0.05, 1.0))
 def test_tekken_random_closed_keep_sets_preserve_tokenization(tekken, tekken_sample, seed, fraction):
     texts, used = tekken_sample

@@ -1,0 +1,120 @@
+"""`make bench`: every speed and memory figure the README quotes, measured on this machine.
+
+Writes BENCHMARKS.md (figures + machine) and bench/results.json. Takes ~15-25 minutes on 2
+cores. ``python -m bench --quick`` uses a 2x corpus and a small model shape for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
+                   if x.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem = 0
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem / 2**20, 1),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
+
+
+def model_bench(quick: bool) -> dict:
+    from bench import model_bench as mb
+
+    shape = mb.SMALL if quick else None
+    kept = 5_000 if quick else 40_000
+    out = {"decode": mb.decode_speed(shape, None, 32, kept_rows=kept, repeats=1 if quick else 3)}
+    with tempfile.TemporaryDirectory(prefix="bench-model-") as td:
+        src = mb.save_bench_model(Path(td) / "src", shape)
+        out["prune_vs_copy"] = mb.prune_vs_copy_time(src, kept_rows=kept)
+    return out
+
+
+def render(res: dict) -> str:
+    m, a = res["machine"], res["analyze"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench`); every figure in the README comes from here.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; Python {m['python']}, "
+        f"torch {m['torch']}, transformers {m['transformers']}, tokenizers {m['tokenizers']}.",
+        "",
+        f"## Analyze throughput ({a['corpus']}: {a['documents']:,} documents, {a['bytes'] / 1e6:.1f} MB)",
+        "",
+        "| what | seconds | MB/s |",
+        "|---|---:|---:|",
+    ]
+    names = {"bare_tokenizers": "bare `tokenizers` `encode_batch_fast`",
+             "vocabtrimmer_style": "vocabtrimmer-style `tokenizer(batch)` + dict counting",
+             "analyze": "`analyze --until count` (NFC, fastText filter, split, shards, counts)",
+             "analyze_no_langid": "same, fastText filter off (`langid.min_korean_prob = 0`)"}
+    for k, label in names.items():
+        lines.append(f"| {label} | {a['seconds'][k]} | {a['mb_per_s'][k]} |")
+    lines += [
+        "",
+        f"- analyze / bare tokenizers: **{a['ratio_analyze_to_bare']}x** (target >= 0.85x); "
+        f"without the fastText filter: **{a['ratio_analyze_no_langid_to_bare']}x**",
+        f"- analyze / vocabtrimmer-style: **{a['ratio_analyze_to_vocabtrimmer']}x** (target >= 2.5x)",
+        f"- peak RSS: {a['peak_rss_mib']} MiB -> growth **{a['rss_growth']}x** (target <= 1.3x); "
+        f"wall {a['wall_s']} s",
+    ]
+    if "model" in res:
+        d, p = res["model"]["decode"], res["model"]["prune_vs_copy"]
+        lines += [
+            "",
+            f"## Model (random weights, {d['dtype']}, shape {d['shape']})",
+            "",
+            f"- prune (load + prune + save) vs plain `from_pretrained` + `save_pretrained`: "
+            f"{p['prune_total_s']} s vs {p['copy_s']} s = **{p['ratio']}x** (target <= 2x); "
+            f"{p['vocab_before']:,} -> {p['vocab_after']:,} rows, {p['bytes_source'] / 1e6:.0f} MB -> "
+            f"{p['bytes_pruned'] / 1e6:.0f} MB on disk",
+            f"- CPU greedy decode ({d['threads']} threads, {d['n_tokens']} tokens after a "
+            f"{d['prompt_len']}-token prompt, KV cache): {d['tok_s_before']} tok/s before, "
+            f"{d['tok_s_after']} tok/s after ({d['vocab_before']:,} -> {d['vocab_after']:,} rows; "
+            f"**{d['speedup']}x**); params {d['params_before']:,} -> {d['params_after']:,}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="2x corpus, small model: a smoke run")
+    p.add_argument("--skip-model", action="store_true", help="only the analyze benchmark")
+    args = p.parse_args(argv)
+    from bench import analyze_bench
+
+    if not analyze_bench.NSMC.exists():
+        print(f"bench needs {analyze_bench.NSMC} (../shared/data)", file=sys.stderr)
+        return 2
+    res = {"machine": machine(), "analyze": analyze_bench.run(2 if args.quick else 10)}
+    if not args.skip_model:
+        res["model"] = model_bench(args.quick)
+    (ROOT / "bench" / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    text = render(res)
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
