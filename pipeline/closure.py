@@ -9,8 +9,8 @@ pruning itself.
   Mistral-v1), ``"unigram"`` or ``"wordpiece"``. Anything else is an `InputError`.
 - `required_ids(tok)`: ids kept whatever the corpus says: special and added tokens and unk
   (``"special"``), the 256 byte tokens of byte-level BPE or the ``<0x00>``..``<0xFF>`` byte-fallback
-  tokens (``"byte"``), every id of the fixed text of the chat template (``"chat_template"``),
-  and for Unigram the lowest-scoring piece, which sets the score of unk (``"unigram_min_score"``).
+  tokens (``"byte"``), and every id of the fixed text of the chat template (``"chat_template"``).
+  For Unigram, the lowest-scoring piece is also kept (as ``"special"``): it sets the score of unk.
 - `close_under_merges(tok, keep)`: adds, for every kept BPE token, both parts of every merge that
   produces it, recursively.
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import weakref
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable
 
 import numpy as np
@@ -107,6 +108,10 @@ class TokenizerInfo:
     def model(self) -> dict[str, Any]:
         return self.data["model"]
 
+    @cached_property
+    def token_to_id(self) -> dict[str, int]:
+        return {t: i for i, t in self.id_to_token.items()}
+
 
 _CACHE: dict[int, tuple[weakref.ref, tuple, TokenizerInfo]] = {}
 
@@ -124,8 +129,15 @@ def tokenizer_info(tok) -> TokenizerInfo:
         return entry[2]
     info = _build_info(tok, json.loads(backend.to_str()))
     tok_id = id(tok)
-    _CACHE[tok_id] = (weakref.ref(tok, lambda _ref: _CACHE.pop(tok_id, None)), key, info)
+    _CACHE[tok_id] = (weakref.ref(tok, lambda ref: _forget(tok_id, ref)), key, info)
     return info
+
+
+def _forget(tok_id: int, ref: weakref.ref) -> None:
+    """Drop a dead tokenizer's entry (unless its id was already reused by a live one)."""
+    entry = _CACHE.get(tok_id)
+    if entry is not None and entry[0] is ref:
+        del _CACHE[tok_id]
 
 
 def _backend(tok):
@@ -248,22 +260,20 @@ def required_ids(tok) -> dict[int, str]:
     """Ids every pruned vocabulary must keep, each with its reason.
 
     Reasons: ``"special"`` (special and added tokens, unk, ids named by the post-processor or the
-    padding), ``"byte"`` (the 256 byte-level BPE base tokens, or the ``<0x00>``..``<0xFF>`` tokens
-    of any model with byte fallback), ``"chat_template"`` (ids of the template's fixed text) and,
-    for Unigram only, ``"unigram_min_score"`` (the lowest-scoring piece, which sets the score of
-    unk). WordPiece and Unigram single characters are not required: those models fall back to
-    unk. An id with several reasons gets the first of that order.
+    padding, and for Unigram the lowest-scoring piece, which sets the score of unk), ``"byte"``
+    (the 256 byte-level BPE base tokens, or the ``<0x00>``..``<0xFF>`` tokens of any model with
+    byte fallback) and ``"chat_template"`` (ids of the template's fixed text). WordPiece and
+    Unigram single characters are not required: those models fall back to unk. An id with several
+    reasons gets the first of that order.
     """
     info = tokenizer_info(tok)
     reasons: dict[int, str] = {}
-    for i in _special_ids(tok, info):
+    for i in _special_ids(tok, info) | _unigram_min_score_ids(info):
         reasons.setdefault(i, "special")
     for i in _byte_ids(info):
         reasons.setdefault(i, "byte")
     for i in chat_template_ids(tok):
         reasons.setdefault(i, "chat_template")
-    for i in _unigram_min_score_ids(info):
-        reasons.setdefault(i, "unigram_min_score")
     return reasons
 
 
@@ -283,7 +293,7 @@ def _special_ids(tok, info: TokenizerInfo) -> set[int]:
     ids = {a["id"] for a in data.get("added_tokens") or []}
     ids.update(int(i) for i in tok.added_tokens_decoder)
     ids.update(i for i in tok.all_special_ids if i is not None)
-    token_to_id = _token_to_id(info)
+    token_to_id = info.token_to_id
     if info.family == "unigram":
         if model.get("unk_id") is not None:
             ids.add(model["unk_id"])
@@ -294,10 +304,6 @@ def _special_ids(tok, info: TokenizerInfo) -> set[int]:
     if padding and padding.get("pad_id") is not None:
         ids.add(padding["pad_id"])
     return {i for i in ids if 0 <= i < info.size}
-
-
-def _token_to_id(info: TokenizerInfo) -> dict[str, int]:
-    return {t: i for i, t in info.id_to_token.items()}
 
 
 def post_processor_ids(node: Any) -> set[int]:
@@ -314,7 +320,7 @@ def post_processor_ids(node: Any) -> set[int]:
 
 def _byte_ids(info: TokenizerInfo) -> set[int]:
     model = info.model
-    token_to_id = _token_to_id(info)
+    token_to_id = info.token_to_id
     tokens: Iterable[str] = ()
     if info.family == "bytelevel_bpe":
         from tokenizers.pre_tokenizers import ByteLevel
@@ -336,20 +342,22 @@ def chat_template_ids(tok) -> set[int]:
     system role, or empty contents) are skipped; if it renders none, that is an `InputError`.
 
     Not covered: tool calls and other optional template branches, and tokens that join message
-    text to the fixed text (e.g. Tekken's ``.\n\n`` after a system prompt ending in ``.``):
+    text to the fixed text (e.g. Tekken's ``.ĊĊ``, a system prompt's final ``.`` and ``\\n\\n``):
     those are kept only if the corpus uses them.
     """
     if not getattr(tok, "chat_template", None):
         return set()
     ids: set[int] = set()
     errors: list[str] = []
-    for text in _rendered_templates(tok, errors):
+    rendered = _rendered_templates(tok, errors)
+    for text in rendered:
         ids.update(_ids_outside_placeholders(tok, text))
-    if not ids and errors:
+    if not rendered:
         raise InputError(
             f"The chat template of tokenizer {getattr(tok, 'name_or_path', '') or type(tok).__name__}"
-            f" could not render any test conversation ({errors[0]}), so the tokens of its fixed "
-            "text cannot be kept. Fix the template, or remove it before pruning."
+            f" could not render any test conversation ({errors[0] if errors else 'no text'}), so"
+            " the tokens of its fixed text cannot be kept. Fix the template, or remove it before"
+            " pruning."
         )
     return ids
 

@@ -136,3 +136,14 @@ def test_cli_exit_code_in_a_real_process(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2
     assert "missing.jsonl" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_slow_only_tokenizer(tmp_path, capsys):
+    """CANINE has only a Python tokenizer: a clear error, not a crash later on."""
+    d = tmp_path / "canine"
+    d.mkdir()
+    (d / "tokenizer_config.json").write_text('{"tokenizer_class": "CanineTokenizer"}')
+    f = tmp_path / "t.txt"
+    f.write_text("안녕하세요\n")
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(d), capsys=capsys)
+    assert_clean_failure(tmp_path, rc, err, "canine", "slow (Python) implementation", "fast tokenizer")

@@ -171,12 +171,13 @@ def test_wordpiece_required_ids_are_only_specials():
 def test_unigram_byte_fallback_requires_byte_tokens():
     from tokenizers import Tokenizer, models
 
-    vocab = [("<unk>", 0.0)] + [(f"<0x{b:02X}>", -10.0) for b in range(256)] + [("한국", -1.0)]
+    pieces = [("한국", -1.0), ("한", -2.0), ("국", -3.0)]
+    vocab = [("<unk>", 0.0)] + [(f"<0x{b:02X}>", 0.0) for b in range(256)] + pieces
     tok = _fast(Tokenizer(models.Unigram(vocab, 0, byte_fallback=True)), unk_token="<unk>")
     req = required_ids(tok)
-    assert req[0] == "special"
     assert {i for i, r in req.items() if r == "byte"} == set(range(1, 257))
-    assert len(tok) - 1 not in req  # '한국' is not required
+    assert {i for i, r in req.items() if r == "special"} == {0, 259}  # unk, lowest score '국'
+    assert 257 not in req and 258 not in req  # '한국', '한' are not required
 
 
 def test_unigram_lowest_scoring_piece_is_required():
@@ -184,7 +185,7 @@ def test_unigram_lowest_scoring_piece_is_required():
 
     vocab = [("<unk>", 0.0), ("한", -1.0), ("국", -30.0), ("한국", -3.0)]
     tok = _fast(Tokenizer(models.Unigram(vocab, 0)), unk_token="<unk>")
-    assert required_ids(tok) == {0: "special", 2: "unigram_min_score"}
+    assert required_ids(tok) == {0: "special", 2: "special"}  # unk, and the piece setting its score
 
 
 # --------------------------------------------------------------------------------------------

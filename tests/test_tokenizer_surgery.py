@@ -10,6 +10,7 @@ post-processed ids and the same special tokens.
 from __future__ import annotations
 
 import importlib.util
+import json
 import random
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.closure import close_under_merges, required_ids, tokenizer_family
+from pipeline.closure import close_under_merges, required_ids, tokenizer_family, tokenizer_info
 from pipeline.errors import InputError
 from pipeline.surgery.tokenizer import (SENTENCEPIECE_FILE, _id_map, _pruned_json,
                                         prune_sentencepiece_model, prune_tokenizer,
@@ -333,52 +334,59 @@ def test_prune_sentencepiece_model_keeps_special_and_byte_pieces(sentencepiece_b
 @pytest.fixture(scope="session")
 def tekken_sample(tekken, klue_texts):
     texts = klue_texts[5000:5400]
-    used = sorted({i for ids in _encode(tekken, texts) for i in ids})
-    return texts, used
+    encoded = _encode(tekken, texts)
+    used = sorted({i for ids in encoded for i in ids})
+    return texts, encoded, used
 
 
-def _tekken_property(tekken, texts, used, seed, fraction, reload_dir=None):
+def _tekken_property(tekken, sample, seed, text_fraction, id_fraction, reload_dir=None):
+    """Keep the ids of a random subset of the texts plus a random subset of the other used ids
+    (so that many texts are fully kept and many are not), close, prune, compare."""
+    texts, encoded, used = sample
     rng = np.random.default_rng(seed)
-    chosen = {u for u in used if rng.random() < fraction}
-    keep = close_under_merges(tekken, set(required_ids(tekken)) | chosen)
+    chosen = rng.random(len(texts)) < text_fraction
+    keep = {i for ids, c in zip(encoded, chosen) if c for i in ids}
+    keep |= {u for u in used if rng.random() < id_fraction}
+    keep = close_under_merges(tekken, set(required_ids(tekken)) | keep)
     new, id_map = prune_tokenizer(tekken, keep)
     if reload_dir is not None:
         from transformers import AutoTokenizer
 
         save_pruned_tokenizer(new, reload_dir)
         new = AutoTokenizer.from_pretrained(str(reload_dir))
-    for text, o in zip(texts, _encode(tekken, texts)):
+    checked = 0
+    for text, o in zip(texts, encoded):
         if set(o) <= keep:
+            checked += 1
             n = new.encode(text, add_special_tokens=False)
             assert new.convert_ids_to_tokens(n) == tekken.convert_ids_to_tokens(o), text
             assert n == id_map[o].tolist()
+    assert checked >= chosen.sum()
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), fraction=st.floats(0.05, 1.0))
-def test_tekken_random_closed_keep_sets_preserve_tokenization(tekken, tekken_sample, seed, fraction):
-    texts, used = tekken_sample
-    _tekken_property(tekken, texts, used, seed, fraction)
+@given(seed=st.integers(0, 2**32 - 1), text_fraction=st.floats(0.05, 0.95),
+       id_fraction=st.floats(0.0, 0.9))
+def test_tekken_random_closed_keep_sets_preserve_tokenization(tekken, tekken_sample, seed,
+                                                              text_fraction, id_fraction):
+    _tekken_property(tekken, tekken_sample, seed, text_fraction, id_fraction)
 
 
 def test_tekken_random_closed_keep_set_through_save_and_reload(tekken, tekken_sample, tmp_path):
-    texts, used = tekken_sample
-    _tekken_property(tekken, texts, used, seed=7, fraction=0.5, reload_dir=tmp_path)
+    _tekken_property(tekken, tekken_sample, seed=7, text_fraction=0.3, id_fraction=0.3,
+                     reload_dir=tmp_path)
 
 
 def test_unclosed_keep_set_breaks_tekken_tokenization(tekken, tekken_sample):
     """Without the merge closure, the same pruning code changes the tokens of kept texts: the
     equivalence tests above can fail, and `prune_tokenizer` refuses such a keep set."""
     from tokenizers import Tokenizer
-    import json
 
-    texts, used = tekken_sample
+    texts, _encoded, used = tekken_sample
     keep = set(required_ids(tekken)) | set(used)  # every text's tokens kept, but not closed
     assert close_under_merges(tekken, keep) != keep
     with pytest.raises(InputError, match="not closed"):
         prune_tokenizer(tekken, keep)
-    from pipeline.closure import tokenizer_info
-
     info = tokenizer_info(tekken)
     id_map = _id_map(info.size, keep)
     unclosed = Tokenizer.from_str(json.dumps(_pruned_json(info, id_map)))
@@ -435,7 +443,7 @@ def test_wordlevel_tokenizer_is_rejected():
 
 
 def test_keep_set_missing_a_required_id_is_rejected(tekken, tekken_sample):
-    texts, used = tekken_sample
+    _texts, _encoded, used = tekken_sample
     keep = close_under_merges(tekken, set(required_ids(tekken)) | set(used))
     with pytest.raises(InputError, match=r"'</s>' \(id 2, special\)"):
         prune_tokenizer(tekken, keep - {tekken.eos_token_id})

@@ -34,8 +34,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..closure import (TokenizerInfo, close_under_merges, required_ids, split_merge,
-                       tokenizer_info)
+from ..closure import TokenizerInfo, close_under_merges, required_ids, tokenizer_info
 from ..errors import InputError
 
 SENTENCEPIECE_FILE = "tokenizer.model"
@@ -117,7 +116,7 @@ def prune_sentencepiece_model(model_bytes: bytes, keep_pieces: set[str]) -> byte
         raise InputError("SentencePiece model has no pieces; is it really a .model file?")
     always = {spm_pb2.ModelProto.SentencePiece.UNKNOWN, spm_pb2.ModelProto.SentencePiece.CONTROL,
               spm_pb2.ModelProto.SentencePiece.BYTE}
-    old_pieces = list(proto.pieces)
+    old_pieces = [_copy_piece(p) for p in proto.pieces]
     kept = [p for p in old_pieces if p.type in always or p.piece in keep_pieces]
     new_index = {p.piece: i for i, p in enumerate(kept)}
     spec = proto.trainer_spec
@@ -129,6 +128,12 @@ def prune_sentencepiece_model(model_bytes: bytes, keep_pieces: set[str]) -> byte
     proto.pieces.extend(kept)
     spec.vocab_size = len(kept)
     return proto.SerializeToString()
+
+
+def _copy_piece(piece):
+    copied = type(piece)()
+    copied.CopyFrom(piece)
+    return copied
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,10 +167,10 @@ def _check_special_tokens(tok, new_tok, id_map: np.ndarray) -> None:
     """The new tokenizer must name the same special tokens, at the mapped ids (else: a bug)."""
     for name, token in tok.special_tokens_map.items():
         old_id, new_id = getattr(tok, f"{name}_id", None), getattr(new_tok, f"{name}_id", None)
-        if str(getattr(new_tok, name, None)) != str(token) or \
-                (old_id is not None and new_id != id_map[old_id]):
+        expected_id = None if old_id is None else int(id_map[old_id])
+        if str(getattr(new_tok, name, None)) != str(token) or new_id != expected_id:
             raise RuntimeError(f"Pruned tokenizer has {name}={getattr(new_tok, name, None)!r} "
-                               f"(id {new_id}); expected {token!r} (id {id_map[old_id]}).")
+                               f"(id {new_id}); expected {token!r} (id {expected_id}).")
 
 
 # --------------------------------------------------------------------------------------------
