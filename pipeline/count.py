@@ -52,10 +52,8 @@ def eojeol_counts(shards: list[Path]) -> pl.DataFrame:
     """Whitespace-separated word types of the shards' text with their counts."""
     if not shards:
         return pl.DataFrame({"eojeol": [], "count": []}, schema={"eojeol": pl.String, "count": pl.Int64})
-    lf = _scan(shards).select(
-        pl.col("text").str.replace_all(r"\s+", " ").str.strip_chars(" ").str.split(" ")
-        .explode().alias("eojeol"))
-    out = (lf.filter(pl.col("eojeol").str.len_bytes() > 0).group_by("eojeol")
+    lf = _scan(shards).select(pl.col("text").str.extract_all(r"\S+").explode().alias("eojeol"))
+    out = (lf.drop_nulls().group_by("eojeol")
            .agg(pl.len().cast(pl.Int64).alias("count"))
            .collect(engine="streaming"))
     return out.sort(["count", "eojeol"], descending=[True, False])

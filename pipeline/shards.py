@@ -149,25 +149,25 @@ def _prepare(batch: DocBatch, cfg, stats: _Stats):
     else:
         langs, ko = [""] * len(texts), np.full(len(texts), np.nan, dtype=np.float32)
         keep = np.ones(len(texts), dtype=bool)
-    cols = {"doc_id": [], "group": [], "source": [], "text": [], "lang": [], "ko_prob": []}
-    heldout = []
-    for j, i in enumerate(keep_idx):
-        if not keep[j]:
-            stats.dropped += 1
-            stats.dropped_langs[langs[j]] = stats.dropped_langs.get(langs[j], 0) + 1
-            if len(stats.examples) < stats.n_examples:
-                stats.examples.append({"doc_id": batch.ids[i], "source": batch.sources[i],
-                                       "lang": langs[j], "ko_prob": round(float(ko[j]), 4),
-                                       "text": texts[j][:300]})
-            continue
-        cols["doc_id"].append(batch.ids[i])
-        cols["group"].append(batch.groups[i])
-        cols["source"].append(batch.sources[i])
-        cols["text"].append(texts[j])
-        cols["lang"].append(langs[j])
-        cols["ko_prob"].append(ko[j])
-        heldout.append(is_heldout(batch.groups[i], cfg.heldout.salt, cfg.heldout.fraction))
-    return (cols, np.array(heldout, dtype=bool)) if cols["text"] else None
+    drop = np.flatnonzero(~keep)
+    for j in drop.tolist():
+        i = keep_idx[j]
+        stats.dropped += 1
+        stats.dropped_langs[langs[j]] = stats.dropped_langs.get(langs[j], 0) + 1
+        if len(stats.examples) < stats.n_examples:
+            stats.examples.append({"doc_id": batch.ids[i], "source": batch.sources[i],
+                                   "lang": langs[j], "ko_prob": round(float(ko[j]), 4),
+                                   "text": texts[j][:300]})
+    if len(drop) == len(texts):
+        return None
+    sel = np.flatnonzero(keep).tolist()        # positions among the non-empty texts
+    rows = [keep_idx[j] for j in sel]          # positions in the batch
+    cols = {"doc_id": [batch.ids[i] for i in rows], "group": [batch.groups[i] for i in rows],
+            "source": [batch.sources[i] for i in rows], "text": [texts[j] for j in sel],
+            "lang": [langs[j] for j in sel], "ko_prob": ko[sel]}
+    heldout = np.fromiter((is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction)
+                           for g in cols["group"]), dtype=bool, count=len(sel))
+    return cols, heldout
 
 
 def _encode(tok, texts: list[str]) -> pa.ListArray:

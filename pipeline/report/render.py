@@ -1,0 +1,107 @@
+"""Figures + views -> one self-contained HTML page (Jinja2 with autoescaping).
+
+The template (``report.html``), stylesheet (``report.css``) and script (``report.js``) are package
+files, inlined into the page: it opens from ``file://`` with nothing else. Charts are SVG built
+by `pipeline.report.svg`. Autoescaping is on for the whole template, so every token string,
+context and source name is HTML-escaped; only the package's own CSS/JS and the SVG (which
+escapes its own text) are inserted unescaped.
+
+Every shown number is written with ``data-metric`` (its path in ``metrics.json``) and
+``data-value`` (its exact JSON value), so tests and readers can check the page against the
+metrics file.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from markupsafe import Markup
+
+from ..config import SelectConfig
+from . import svg
+
+TEMPLATE = "report.html"
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def fmt(value, kind: str = "int") -> str:
+    """Format a number for the page; ``None`` -> an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, (int, float)):
+        return str(value)
+    return {
+        "int": lambda v: f"{v:,.0f}",
+        "pct": lambda v: f"{v:.2%}",
+        "pct1": lambda v: f"{v:.1%}",
+        "f2": lambda v: f"{v:,.2f}",
+        "f3": lambda v: f"{v:,.3f}",
+        "f4": lambda v: f"{v:,.4f}",
+        "sci": lambda v: f"{v:.3g}",
+        "signed_pct": lambda v: f"{v:+.2%}",
+        "mb": lambda v: f"{v:,.2f} MB",
+    }[kind](value)
+
+
+def jsonv(value) -> str:
+    """The exact JSON text of a value (escaped by the template like any other text)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def select_help() -> dict[str, str]:
+    import dataclasses
+
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(SelectConfig)}
+
+
+def charts(figures: dict) -> dict[str, Markup]:
+    out = {}
+    c = figures.get("curves")
+    if c:
+        out["identical"] = Markup(_curve(c, "heldout_identical_share",
+                                         "Vocabulary size vs held-out identical share",
+                                         svg.Axis("identical share", "{:.0%}"), None))
+        orig = c["original"]["tokens_per_eojeol"]
+        out["fertility"] = Markup(_curve(c, "heldout_tokens_per_eojeol",
+                                         "Vocabulary size vs held-out tokens per eojeol",
+                                         svg.Axis("tokens per eojeol", "{:.3f}"),
+                                         (orig, f"original tokenizer: {orig:.3f}")
+                                         if orig is not None else None))
+    rows = [(r["label"], r["kept"], r["dropped"]) for r in figures["breakdown"] if r["vocab"]]
+    out["breakdown"] = Markup(svg.bar_chart(rows, title="Kept share of each class"))
+    return out
+
+
+def _curve(c: dict, key: str, title: str, y: svg.Axis, hline) -> str:
+    series = []
+    for name, color, label in (("min_count", svg.PALETTE[0], "min_count={min_count}"),
+                               ("target_vocab_size", svg.PALETTE[1],
+                                "target_vocab_size={target_vocab_size}")):
+        pts = [(r["vocab_size"], r[key], label.format(**r) + f": {r['vocab_size']:,} tokens")
+               for r in c["points"] if r["series"] in (name, "chosen") and r[key] is not None]
+        if len(pts) > (1 if name == "target_vocab_size" else 0):
+            series.append(svg.Series(f"{name} grid", pts, color))
+    ch = c["chosen"]
+    marks = ([svg.Mark(ch["vocab_size"], ch[key], f"chosen: {ch['vocab_size']:,}")]
+             if ch.get(key) is not None else [])
+    return svg.line_chart(series, svg.Axis("vocabulary size (tokens kept)"), y, title=title,
+                          marks=marks, hline=hline)
+
+
+def render(figures: dict, views: dict) -> str:
+    """The HTML page (see module docstring)."""
+    from jinja2 import BaseLoader, Environment, StrictUndefined
+
+    env = Environment(loader=BaseLoader(), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["fmt"] = fmt
+    env.filters["jsonv"] = jsonv
+    tpl = env.from_string(_asset(TEMPLATE))
+    return tpl.render(f=figures, v=views, charts=charts(figures), help=select_help(),
+                      css=Markup(_asset("report.css")), js=Markup(_asset("report.js")))
