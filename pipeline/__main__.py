@@ -125,16 +125,20 @@ def _dispatch(args) -> int:
     if args.command == "analyze":
         m = run.analyze(until=args.until)
         _summary(m, run)
+        if args.until in (None, "select"):
+            print(f"report: {run.report()}")
     elif args.command == "sweep":
         m = run.run_sweep()
         _summary(m, run)
         _print_sweep(run)
+        print(f"report: {run.report()}")
     elif args.command == "prune":
         from .prune import summary_lines
 
         m = run.run_prune()
         _summary(m, run)
         print("\n".join(summary_lines(m)))
+        print(f"report: {run.report()}")
     elif args.command == "report":
         print(f"report: {run.report()}")
     return 0
