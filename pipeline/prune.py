@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .artifacts import canonical_json, file_digest, fingerprint, write_json
+from .artifacts import (canonical_json, file_digest, fingerprint, stage_fingerprint,
+                        write_json)
 from .errors import InputError
 
 DEMO = "demo"
@@ -206,22 +207,42 @@ def _check_same_tokenizer(run) -> None:
     model, tok_src = run.cfg.prune.model, run.cfg.tokenizer.source
     if _same_source(tok_src, model):
         return
-    from .tokenizer_io import load_tokenizer
-
-    where = f"model directory {_source_path(model)}" if source_kind(model) == "local" \
-        else f"hub model {model!r}"
+    local = source_kind(model) == "local"
+    where = f"model directory {_source_path(model)}" if local else f"hub model {model!r}"
     try:
-        model_tok = load_tokenizer(str(_source_path(model)) if source_kind(model) == "local"
-                                   else model, trust_remote_code=run.cfg.prune.trust_remote_code)
+        model_tok = _load_model_tokenizer(model, run.cfg.prune.trust_remote_code)
     except InputError as e:
         raise InputError(f"The tokenizer of {where} cannot be loaded: {e}") from e
     diff = tokenizer_difference(run.tokenizer(), model_tok)
     if diff:
-        hint = _source_path(model) if source_kind(model) == "local" else model
+        hint = _source_path(model) if local else model
         raise InputError(
             f"The tokenizer in {where} differs from the analyzed tokenizer `{tok_src}` ({diff}),"
             " so the keep set does not fit the model's vocabulary. Analyze with the model's own "
             f"tokenizer: `--tokenizer {hint}`.")
+
+
+def _load_model_tokenizer(model: str, trust_remote_code: bool):
+    """The tokenizer stored with a local model directory or a hub model."""
+    if source_kind(model) == "local":
+        from .tokenizer_io import load_tokenizer
+
+        return load_tokenizer(str(_source_path(model)), trust_remote_code=trust_remote_code)
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model, use_fast=True,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise InputError(
+            f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]} Check the hub id and "
+            "your network (offline mode is on when HF_HUB_OFFLINE=1), or pass a local "
+            "save_pretrained directory with --model.") from e
+    if getattr(tok, "backend_tokenizer", None) is None:
+        raise InputError(f"it is a slow tokenizer ({type(tok).__name__}); the pipeline needs a "
+                         "fast one (tokenizer.json). Save the model with a fast tokenizer and "
+                         "pass that directory with --model.")
+    return tok
 
 
 def tokenizer_difference(a, b) -> str:
@@ -417,15 +438,27 @@ def _sentencepiece_file(cfg) -> Path | None:
 
 
 def source_weight_bytes(cfg, model) -> int:
-    """Bytes of the source model's weight files; the demo (and a hub model, whose files sit
-    in a cache) is saved, unpruned, to a temporary directory to measure it."""
-    if source_kind(cfg.prune.model) == "local":
-        root = _source_path(cfg.prune.model)
+    """Bytes of the source model's weight files (a hub model's in the local hub cache); the
+    demo model is saved, unpruned, to a temporary directory to measure it."""
+    kind = source_kind(cfg.prune.model)
+    root = _source_path(cfg.prune.model) if kind == "local" else _hub_snapshot(cfg.prune.model) \
+        if kind == "hub" else None
+    if root is not None:
         return sum(p.stat().st_size for p in root.iterdir()
                    if p.suffix in (".safetensors", ".bin") and p.is_file())
     with tempfile.TemporaryDirectory(prefix="pipeline-size-") as d:
         model.save_pretrained(d)
         return sum(p.stat().st_size for p in Path(d).glob("*.safetensors"))
+
+
+def _hub_snapshot(model: str) -> Path | None:
+    """The local hub-cache directory of a hub model just loaded (None if not found)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure: measure by saving instead
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +487,8 @@ def provenance(run, keep, keep_path: Path, info: dict) -> dict:
                    "kept_reasons": _histogram(kept), "dropped_reasons": _histogram(dropped)},
         "inputs": _input_hashes(run, keep_path),
         # not the prune stage's own fingerprint: it also covers where the output is copied
-        "fingerprints": {"select": run.fp("select"), "model_source": run.model_source_fp},
+        "fingerprints": {"select": stage_fingerprint(run.paths.stage("select")),
+                         "model_source": run.model_source_fp},
     }
 
 
@@ -517,8 +551,8 @@ def _same_files(a: Path, b: Path) -> bool:
 
 def summary_lines(m: dict) -> list[str]:
     """What `python -m pipeline prune` prints after the run."""
-    h, lg, g = m.get("heldout", {}), m.get("logits", {}), m.get("generate", {})
-    p, f, v, pr = m.get("params", {}), m.get("fertility", {}), m.get("vocab", {}), m.get("prune", {})
+    h, lg, g, p, f, v, pr = (m.get(k, {}) for k in ("heldout", "logits", "generate", "params",
+                                                     "fertility", "vocab", "prune"))
     demo = " (DEMO model: random weights, outputs meaningless)" if pr.get("demo_model") else ""
     return [
         f"pruned model: {pr.get('source_model')}{demo}",

@@ -89,8 +89,10 @@ def verify_pruned(run, *, orig_tok, orig_model, pruned_dir: Path, kept_old_ids: 
     from .artifacts import stage_metrics
 
     vc = run.cfg.verify
-    pruned_tok = AutoTokenizer.from_pretrained(str(pruned_dir))
-    pruned = AutoModelForCausalLM.from_pretrained(str(pruned_dir), dtype=torch.float32)
+    remote = run.cfg.prune.trust_remote_code  # off: the plain transformers load users will do
+    pruned_tok = AutoTokenizer.from_pretrained(str(pruned_dir), trust_remote_code=remote)
+    pruned = AutoModelForCausalLM.from_pretrained(str(pruned_dir), dtype=torch.float32,
+                                                  trust_remote_code=remote)
     pruned.eval()
     docs = read_heldout(run.paths.heldout_shards())
     selected = stage_metrics(run.paths.stage("select")).get("heldout", {})
@@ -222,13 +224,16 @@ def chat_template_check(orig_tok, pruned_tok) -> dict:
     if not getattr(orig_tok, "chat_template", None):
         return {"present": False}
     kw = {"add_generation_prompt": True}
-    text = orig_tok.apply_chat_template(KOREAN_CONVERSATION, tokenize=False, **kw)
+    try:
+        text = orig_tok.apply_chat_template(KOREAN_CONVERSATION, tokenize=False, **kw)
+    except Exception as e:  # noqa: BLE001 - a template may refuse this conversation
+        return {"present": True, "rendered": False, "error": f"{type(e).__name__}: {e}"[:300]}
     text_p = pruned_tok.apply_chat_template(KOREAN_CONVERSATION, tokenize=False, **kw)
     ids_o = _input_ids(orig_tok.apply_chat_template(KOREAN_CONVERSATION, tokenize=True, **kw))
     pruned_ids = _input_ids(pruned_tok.apply_chat_template(KOREAN_CONVERSATION, tokenize=True,
                                                            **kw))
     decoded = pruned_tok.decode(pruned_ids, skip_special_tokens=False)
-    return {"present": True, "same_text": text == text_p,
+    return {"present": True, "rendered": True, "same_text": text == text_p,
             "roundtrip_ok": decoded == text_p,
             "roundtrip_ok_original": orig_tok.decode(ids_o, skip_special_tokens=False) == text,
             "same_tokens": orig_tok.convert_ids_to_tokens(ids_o)
@@ -259,7 +264,7 @@ def summarize(m: dict, n_kept: int, vc) -> dict:
         "greedy_agreement": None if g["agree_restricted"] is None
         else g["agree_restricted"] == 1.0,
         "vocab_after_equals_kept": m["vocab"]["after"] == n_kept,
-        "chat_template": None if not ct["present"]
+        "chat_template": None if not ct.get("rendered")
         else ct["same_text"] and (ct["roundtrip_ok"] or not ct["roundtrip_ok_original"]),
     }
     done = {k: bool(v) for k, v in checks.items() if v is not None}
