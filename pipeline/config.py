@@ -97,7 +97,7 @@ class ScoreConfig:
 
 @dataclass(frozen=True)
 class SelectConfig:
-    min_count: int = _f(2, "Keep a token used at least this many times in the counted corpus.",
+    min_count: int = _f(1, "Keep a token used at least this many times in the counted corpus.",
                         min=0)
     min_doc_freq: int = _f(1, "... and in at least this many documents.", min=0)
     keep_scripts: list = _f(["hangul_syllable"], "Keep every token of these script classes, "

@@ -83,7 +83,9 @@ class Run:
             "select": lambda: (self.fp("score"), self.fp("heldout"), c.section_dict("select")),
             "sweep": lambda: (self.fp("score"), self.fp("heldout"), c.section_dict("select"),
                               c.section_dict("sweep")),
-            "prune": lambda: (self.fp("select"), self.model_source_fp, c.section_dict("prune"),
+            # output_dir is only where a copy goes (`export_output`), not what the stage makes
+            "prune": lambda: (self.fp("select"), self.model_source_fp,
+                              {k: v for k, v in c.section_dict("prune").items() if k != "output_dir"},
                               c.section_dict("verify")),
         }[stage]()
         return fingerprint(stage, VERSIONS[stage], *parts)
@@ -140,11 +142,13 @@ class Run:
 
     def check(self) -> None:
         """Validate inputs before any work: the corpus source resolves and the tokenizer exists."""
+        from .tokenizer_io import looks_like_path
+
         self.source  # noqa: B018 - resolving checks paths, formats and the text column
         self.tokenizer_source_fp  # noqa: B018 - hashing checks the tokenizer path
         src = self.cfg.tokenizer.source
         p = Path(src).expanduser()
-        if src != "tekken" and not p.exists() and (src.startswith(("/", ".", "~")) or src.endswith(".json")):
+        if src != "tekken" and not p.exists() and looks_like_path(src):
             raise InputError(f"Tokenizer path {src} does not exist. Check the path, or pass a hub "
                              "id such as `Qwen/Qwen2.5-0.5B`, or `tekken` for the embedded default.")
 

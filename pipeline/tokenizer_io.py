@@ -36,6 +36,12 @@ def _is_tekken_file(path: Path) -> bool:
     return b'"config"' in head and b'"vocab"' in head and b'"model"' not in head[:200]
 
 
+def looks_like_path(source: str) -> bool:
+    """A local path rather than a hub id (``owner/name`` or ``name``)?"""
+    return (source.startswith(("/", ".", "~")) or source.endswith(".json")
+            or source.count("/") > 1 or os.sep != "/" and os.sep in source)
+
+
 def load_tokenizer(source: str, *, trust_remote_code: bool = False):
     """Return a ``PreTrainedTokenizerFast`` for ``source`` (see module docstring).
 
@@ -71,7 +77,7 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False):
                 "tokenizer.model or vocab file). Point --tokenizer at the directory the model's "
                 "tokenizer was saved to."
             )
-    elif os.sep in source or source.startswith(".") or source.endswith(".json"):
+    elif looks_like_path(source):
         raise InputError(
             f"Tokenizer path {source} does not exist. Check the path, or pass a hub id such as "
             "`Qwen/Qwen2.5-0.5B`, or `tekken` for the embedded default."
@@ -79,13 +85,11 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False):
     try:
         tok = AutoTokenizer.from_pretrained(str(source), use_fast=True,
                                             trust_remote_code=trust_remote_code)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise InputError(
-            f"Could not load tokenizer {source!r}: {e}. Check the hub id and your network, or "
-            "pass a local directory / tokenizer.json."
+            f"Could not load tokenizer {source!r}: {str(e).rstrip('.')}. Check the hub id and "
+            "your network, or pass a local directory / tokenizer.json."
         ) from e
-    except ValueError as e:
-        raise InputError(f"Could not load tokenizer {source!r}: {e}") from e
     if not getattr(tok, "is_fast", False) or not isinstance(tok, PreTrainedTokenizerFast):
         raise InputError(
             f"Tokenizer {source!r} only has a slow (Python) implementation "

@@ -147,3 +147,13 @@ def test_slow_only_tokenizer(tmp_path, capsys):
     f.write_text("안녕하세요\n")
     rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(d), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "canine", "slow (Python) implementation", "fast tokenizer")
+
+
+def test_hub_id_goes_to_the_hub_not_the_filesystem(tmp_path, capsys):
+    """`owner/name` is a hub id: offline it fails at the hub with a clear message, it is not
+    reported as a missing local path."""
+    f = tmp_path / "t.txt"
+    f.write_text("안녕하세요\n")
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", "Qwen/Qwen2.5-0.5B", capsys=capsys)
+    assert_clean_failure(tmp_path, rc, err, "Qwen/Qwen2.5-0.5B", "network")
+    assert "does not exist" not in err
