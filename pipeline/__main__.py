@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except PipelineError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # one paragraph, even when a library's message spans several lines
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: completed stages are kept; rerun to continue.", file=sys.stderr)
