@@ -46,6 +46,7 @@ class Run:
         self.force = force
         self.progress = progress
         self.say = say or (lambda m: print(m, file=sys.stderr))
+        self._ran: dict[str, Path] = {}
 
     # -- fingerprints (cheap: no stage output is read) ----------------------------------------
     @functools.cached_property
@@ -91,6 +92,13 @@ class Run:
         return fingerprint(stage, VERSIONS[stage], *parts)
 
     # -- stages -------------------------------------------------------------------------------
+    def _run(self, name: str, work) -> Path:
+        """Run (or skip) a stage at most once per command, even with --force."""
+        if name not in self._ran:
+            self._ran[name] = run_stage(self.paths, name, self.fp(name), work, force=self.force,
+                                        say=self.say)[0]
+        return self._ran[name]
+
     def tokenizer(self):
         """The run's tokenizer, loaded from its saved copy (saved on first use)."""
 
@@ -103,20 +111,19 @@ class Run:
             return {"tokenizer": {"source": self.cfg.tokenizer.source,
                                   "class": type(tok).__name__}, "vocab": {"before": len(tok)}}
 
-        d, _ = run_stage(self.paths, "tokenizer", self.fp("tokenizer"), work, force=self.force,
-                         say=self.say)
+        d = self._run("tokenizer", work)
         return _load_saved_tokenizer(str(d), self.fp("tokenizer"))
 
     def tokenize(self) -> Path:
         from .shards import tokenize_corpus
 
         tok = self.tokenizer()
-        self.say(f"[tokenize] corpus: {self.source.describe()}")
-        d, _ = run_stage(self.paths, "tokenize", self.fp("tokenize"),
-                         lambda tmp: tokenize_corpus(self.source, tok, self.cfg, tmp,
-                                                     progress=self.progress),
-                         force=self.force, say=self.say)
-        return d
+
+        def work(tmp: Path) -> dict:
+            self.say(f"[tokenize] corpus: {self.source.describe()}")
+            return tokenize_corpus(self.source, tok, self.cfg, tmp, progress=self.progress)
+
+        return self._run("tokenize", work)
 
     def count(self) -> Path:
         from .artifacts import write_parquet
@@ -136,8 +143,7 @@ class Run:
                     "eojeol_types": ec.height}
 
         self.tokenize()
-        d, _ = run_stage(self.paths, "count", self.fp("count"), work, force=self.force,
-                         say=self.say)
+        d = self._run("count", work)
         return d
 
     def check(self) -> None:
@@ -169,7 +175,7 @@ class Run:
             write_parquet(df, tmp / "token_scores.parquet")
             return score_metrics(df)
 
-        d, _ = run_stage(self.paths, "score", self.fp("score"), work, force=self.force, say=self.say)
+        d = self._run("score", work)
         return d
 
     def heldout(self) -> Path:
@@ -188,8 +194,7 @@ class Run:
                           tmp / "fallback_docs.parquet")
             return {"heldout": {"unique_pretokens": pts.height, "fallback_documents": len(fallback)}}
 
-        d, _ = run_stage(self.paths, "heldout", self.fp("heldout"), work, force=self.force,
-                         say=self.say)
+        d = self._run("heldout", work)
         return d
 
     def heldout_index(self):
@@ -227,8 +232,7 @@ class Run:
             m["select"]["thresholds"] = self.cfg.section_dict("select")
             return m
 
-        d, _ = run_stage(self.paths, "select", self.fp("select"), work, force=self.force,
-                         say=self.say)
+        d = self._run("select", work)
         return d
 
     def sweep(self) -> Path:
@@ -244,8 +248,7 @@ class Run:
             write_parquet(df, tmp / "sweep.parquet")
             return {"sweep": {"points": df.height}}
 
-        d, _ = run_stage(self.paths, "sweep", self.fp("sweep"), work, force=self.force,
-                         say=self.say)
+        d = self._run("sweep", work)
         return d
 
     def analyze(self, until: str | None = None) -> dict:
@@ -273,8 +276,7 @@ class Run:
         self.check()
         check_prune_inputs(self)  # model source, output dir, tokenizer: before any analysis
         self.select()
-        d, _ = run_stage(self.paths, "prune", self.fp("prune"), lambda tmp: prune_stage(self, tmp),
-                         force=self.force, say=self.say)
+        d = self._run("prune", lambda tmp: prune_stage(self, tmp))
         export_output(self, d)
         return self.write_metrics()
 
