@@ -27,6 +27,14 @@ def tekken():
 
 
 @pytest.fixture(scope="session")
+def tekken_dir(tmp_path_factory, tekken) -> Path:
+    """Tekken saved once (save_pretrained layout): runs given it skip the 3 s conversion."""
+    d = tmp_path_factory.mktemp("tekken")
+    tekken.save_pretrained(str(d))
+    return d
+
+
+@pytest.fixture(scope="session")
 def klue_texts() -> list[str]:
     import pyarrow.parquet as pq
 

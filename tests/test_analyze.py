@@ -20,14 +20,6 @@ from pipeline.config import load_config
 from .conftest import KLUE_DEV
 
 
-@pytest.fixture(scope="session")
-def tekken_dir(tmp_path_factory, tekken) -> Path:
-    """The Tekken tokenizer saved once, so tests skip the 3 s conversion."""
-    d = tmp_path_factory.mktemp("tekken")
-    tekken.save_pretrained(str(d))
-    return d
-
-
 def analyze(tmp_path: Path, *args: str, run: str = "t") -> int:
     # Kiwi's boundary alignment on fewer eojeol types keeps the suite fast; scoring itself is
     # tested in test_select.py / test_morph.py.

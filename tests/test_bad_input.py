@@ -38,68 +38,61 @@ def assert_clean_failure(tmp_path: Path, rc: int, err: str, *needles: str) -> No
     assert not (tmp_path / "reports" / "bad" / "metrics.json").exists()
 
 
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory, tekken) -> Path:
-    d = tmp_path_factory.mktemp("tok")
-    tekken.save_pretrained(str(d))
-    return d
-
-
-def test_nonexistent_path(tmp_path, tok_dir, capsys):
-    rc, err = run_cli(tmp_path, "--corpus", str(tmp_path / "nope.parquet"), "--tokenizer", str(tok_dir), capsys=capsys)
+def test_nonexistent_path(tmp_path, tekken_dir, capsys):
+    rc, err = run_cli(tmp_path, "--corpus", str(tmp_path / "nope.parquet"), "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "nope.parquet", "does not exist")
 
 
-def test_empty_corpus(tmp_path, tok_dir, capsys):
+def test_empty_corpus(tmp_path, tekken_dir, capsys):
     f = tmp_path / "empty.txt"
     f.write_text("\n  \n\n", encoding="utf-8")
-    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tok_dir), capsys=capsys)
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "empty.txt", "is empty")
 
 
-def test_all_non_korean(tmp_path, tok_dir, capsys):
+def test_all_non_korean(tmp_path, tekken_dir, capsys):
     f = tmp_path / "en.txt"
     f.write_text("This is an English sentence about the weather.\nAnother English line here.\n")
-    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tok_dir), capsys=capsys)
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "No Korean document", "en.txt", "min_korean_prob")
 
 
-def test_missing_text_column_lists_columns(tmp_path, tok_dir, capsys):
+def test_missing_text_column_lists_columns(tmp_path, tekken_dir, capsys):
     rc, err = run_cli(tmp_path, "--corpus", str(KLUE_DEV), "--text-column", "sentence",
-                      "--tokenizer", str(tok_dir), capsys=capsys)
+                      "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "'sentence'", "id, source, text", "--text-column")
 
 
-def test_invalid_utf8(tmp_path, tok_dir, capsys):
+def test_invalid_utf8(tmp_path, tekken_dir, capsys):
     f = tmp_path / "cp949.txt"
     f.write_bytes("좋은 영화\n".encode("utf-8") + "나쁜 영화\n".encode("cp949"))
-    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tok_dir), capsys=capsys)
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "cp949.txt line 2", "not valid UTF-8", "iconv")
 
 
-def test_binary_file(tmp_path, tok_dir, capsys):
+def test_binary_file(tmp_path, tekken_dir, capsys):
     f = tmp_path / "blob.txt"
     f.write_bytes(bytes(range(256)) * 10)
-    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tok_dir), capsys=capsys)
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "blob.txt", "binary")
 
 
-def test_truncated_parquet(tmp_path, tok_dir, capsys):
+def test_truncated_parquet(tmp_path, tekken_dir, capsys):
     data = KLUE_DEV.read_bytes()
     f = tmp_path / "cut.parquet"
     f.write_bytes(data[: len(data) // 2])
-    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tok_dir), capsys=capsys)
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "cut.parquet", "truncated or corrupt")
 
 
-def test_truncated_arrow(tmp_path, tok_dir, capsys):
+def test_truncated_arrow(tmp_path, tekken_dir, capsys):
     t = pq.read_table(KLUE_DEV)
     full = tmp_path / "full.arrow"
     with pa.OSFile(str(full), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
         w.write_table(t, max_chunksize=1000)
     f = tmp_path / "cut.arrow"
     f.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tok_dir), capsys=capsys)
+    rc, err = run_cli(tmp_path, "--corpus", str(f), "--tokenizer", str(tekken_dir), capsys=capsys)
     assert_clean_failure(tmp_path, rc, err, "cut.arrow")
 
 

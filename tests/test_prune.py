@@ -84,14 +84,6 @@ def tiny_model_dir(path: Path, tokenizer, *, arch: str = "qwen2", tie: bool = Tr
 
 
 @pytest.fixture(scope="module")
-def tekken_dir(tmp_path_factory, tekken) -> Path:
-    """The Tekken tokenizer saved once, so runs skip the 3 s conversion."""
-    d = tmp_path_factory.mktemp("tekken")
-    tekken.save_pretrained(str(d))
-    return d
-
-
-@pytest.fixture(scope="module")
 def default_run(tmp_path_factory, tekken_dir) -> Path:
     """The default job (embedded corpus, default thresholds, demo model)."""
     tmp = tmp_path_factory.mktemp("default")

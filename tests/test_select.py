@@ -25,16 +25,9 @@ from .test_analyze import analyze, paths
 
 
 @pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory, tekken) -> Path:
-    d = tmp_path_factory.mktemp("tekken_sel")
-    tekken.save_pretrained(str(d))
-    return d
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tok_dir) -> Path:
+def run_dir(tmp_path_factory, tekken_dir) -> Path:
     tmp = tmp_path_factory.mktemp("sel")
-    args = ("--corpus", str(KLUE_DEV), "--tokenizer", str(tok_dir), "--set", "heldout.fraction=0.5",
+    args = ("--corpus", str(KLUE_DEV), "--tokenizer", str(tekken_dir), "--set", "heldout.fraction=0.5",
             "--set", "score.kiwi_max_eojeol_types=5000")
     assert analyze(tmp, *args) == 0
     return tmp
@@ -81,9 +74,9 @@ def test_thresholds_mean_what_they_say(keep, scores):
     assert must["keep"].all()
 
 
-def test_changing_a_threshold_reruns_only_selection(run_dir, tok_dir, capsys):
+def test_changing_a_threshold_reruns_only_selection(run_dir, tekken_dir, capsys):
     capsys.readouterr()
-    assert analyze(run_dir, "--corpus", str(KLUE_DEV), "--tokenizer", str(tok_dir),
+    assert analyze(run_dir, "--corpus", str(KLUE_DEV), "--tokenizer", str(tekken_dir),
                    "--set", "heldout.fraction=0.5", "--set", "score.kiwi_max_eojeol_types=5000",
                    "--set", "select.min_count=7", run="t") == 0
     err = capsys.readouterr().err
