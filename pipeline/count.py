@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 
 
 def _scan(shards: list[Path]) -> pl.LazyFrame:
@@ -38,14 +37,12 @@ def token_counts(shards: list[Path], vocab: list[str]) -> pl.DataFrame:
     dfreq = (lf.select(pl.col("token_ids").list.unique().explode().alias("token_id"))
              .drop_nulls().group_by("token_id").agg(pl.len().alias("doc_freq")))
     counts, dfreq = pl.collect_all([counts, dfreq], engine="streaming")
-    out = (ids.join(counts, on="token_id", how="left").join(dfreq, on="token_id", how="left")
-           .with_columns(pl.col("count").fill_null(0).cast(pl.Int64),
-                         pl.col("doc_freq").fill_null(0).cast(pl.Int64))
-           .sort("token_id"))
-    bad = out.filter(pl.col("token_id") >= n)
-    if bad.height:  # cannot happen with the tokenizer that made the shards
+    if counts.height and counts["token_id"].max() >= n:  # not the tokenizer that made them
         raise ValueError(f"shards hold token ids >= vocab size {n}")
-    return out
+    return (ids.join(counts, on="token_id", how="left").join(dfreq, on="token_id", how="left")
+            .with_columns(pl.col("count").fill_null(0).cast(pl.Int64),
+                          pl.col("doc_freq").fill_null(0).cast(pl.Int64))
+            .sort("token_id"))
 
 
 def eojeol_counts(shards: list[Path]) -> pl.DataFrame:
@@ -57,13 +54,3 @@ def eojeol_counts(shards: list[Path]) -> pl.DataFrame:
            .agg(pl.len().cast(pl.Int64).alias("count"))
            .collect(engine="streaming"))
     return out.sort(["count", "eojeol"], descending=[True, False])
-
-
-def total_tokens(shards: list[Path]) -> int:
-    if not shards:
-        return 0
-    return int(_scan(shards).select(pl.col("n_tokens").cast(pl.Int64).sum()).collect().item())
-
-
-def to_arrow(df: pl.DataFrame) -> pa.Table:
-    return df.to_arrow()
