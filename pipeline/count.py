@@ -54,3 +54,10 @@ def eojeol_counts(shards: list[Path]) -> pl.DataFrame:
            .agg(pl.len().cast(pl.Int64).alias("count"))
            .collect(engine="streaming"))
     return out.sort(["count", "eojeol"], descending=[True, False])
+
+
+def distinct_groups(shards: list[Path]) -> int:
+    """Number of distinct groups (``group`` column) in ``shards``."""
+    if not shards:
+        return 0
+    return int(_scan(shards).select(pl.col("group").n_unique()).collect(engine="streaming").item())

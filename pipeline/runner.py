@@ -127,7 +127,7 @@ class Run:
 
     def count(self) -> Path:
         from .artifacts import write_parquet
-        from .count import eojeol_counts, token_counts
+        from .count import distinct_groups, eojeol_counts, token_counts
 
         tok = self.tokenizer()
 
@@ -140,7 +140,9 @@ class Run:
             write_parquet(ec, tmp / "eojeol_counts.parquet")
             used = int((tc["count"] > 0).sum())
             return {"vocab": {"used": used, "unused": len(tok) - used},
-                    "eojeol_types": ec.height}
+                    "eojeol_types": ec.height,
+                    "corpus": {"groups": distinct_groups(shards)},
+                    "heldout": {"groups": distinct_groups(self.paths.heldout_shards())}}
 
         self.tokenize()
         d = self._run("count", work)

@@ -118,7 +118,6 @@ class _Stats:
         self.n_examples = n_examples
         self.split = {s: {"documents": 0, "bytes": 0, "chars": 0, "eojeol": 0, "tokens": 0}
                       for s in ("train", "heldout")}
-        self.groups = {"train": set(), "heldout": set()}
 
 
 def _prepare(batch: DocBatch, cfg, stats: _Stats):
@@ -194,7 +193,6 @@ def _account(stats: _Stats, split: str, table: pa.Table) -> None:
     for k, col in (("bytes", "n_bytes"), ("chars", "n_chars"), ("eojeol", "n_eojeol"),
                    ("tokens", "n_tokens")):
         s[k] += int(pc.sum(table.column(col)).as_py() or 0)
-    stats.groups[split].update(table.column("group").unique().to_pylist())
 
 
 def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = True) -> dict:
@@ -266,8 +264,8 @@ def _check_nonempty(stats: _Stats, source: Source, cfg) -> None:
             "lower [langid] min_korean_prob (0 disables the filter).")
     if train == 0:
         raise InputError(
-            f"Every document of {where} fell in the held-out split ({len(stats.groups['heldout'])}"
-            f" group(s)), so nothing is left to count. Lower [heldout] fraction, change its salt, "
+            f"Every document of {where} fell in the held-out split ({held} document(s)), so "
+            "nothing is left to count. Lower [heldout] fraction, change its salt, "
             "or give the corpus a finer group column.")
 
 
@@ -285,7 +283,6 @@ def _metrics(stats: _Stats, vocab_size: int) -> dict:
             "bytes": tr["bytes"],
             "chars": tr["chars"],
             "eojeol": tr["eojeol"],
-            "groups": len(stats.groups["train"]),
         },
         "heldout": {
             "documents": he["documents"],
@@ -293,7 +290,6 @@ def _metrics(stats: _Stats, vocab_size: int) -> dict:
             "chars": he["chars"],
             "eojeol": he["eojeol"],
             "tokens": he["tokens"],
-            "groups": len(stats.groups["heldout"]),
             "tokens_per_eojeol": round(he["tokens"] / he["eojeol"], 6) if he["eojeol"] else None,
         },
         "tokens": {"total": tr["tokens"]},
