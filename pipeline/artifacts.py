@@ -52,15 +52,6 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tree_digest(root: Path) -> str:
-    """Digest of every file under ``root`` (relative names + contents), order-independent."""
-    items = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            items.append((p.relative_to(root).as_posix(), file_digest(p)))
-    return fingerprint(items)
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Atomically write pretty, key-sorted JSON."""
     atomic_write_bytes(path, (json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=2,

@@ -26,8 +26,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .artifacts import (RunPaths, file_digest, fingerprint, is_done, merge_metrics, run_stage,
-                        tree_digest)
+from .artifacts import RunPaths, file_digest, fingerprint, is_done, merge_metrics, run_stage
 from .config import Config
 from .errors import InputError
 
@@ -36,6 +35,12 @@ VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1,
             "sweep": 1, "prune": 1}
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "select"]
 ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune"]
+# Files of a save_pretrained directory that define its tokenizer (config.json too: AutoTokenizer
+# may pick the tokenizer class from the model type).
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+                   "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja",
+                   "chat_template.json", "config.json"}
 
 
 class Run:
@@ -67,8 +72,9 @@ class Run:
         p = Path(src).expanduser()
         if p.is_file():
             return fingerprint("file", file_digest(p))
-        if p.is_dir():
-            return fingerprint("dir", tree_digest(p))
+        if p.is_dir():  # only the tokenizer's files: a model directory's weights are not hashed
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.name in TOKENIZER_FILES)
+            return fingerprint("dir", [(f.name, file_digest(f)) for f in files])
         return fingerprint("hub", src)
 
     def fp(self, stage: str) -> str:
