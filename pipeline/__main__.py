@@ -120,7 +120,7 @@ def _dispatch(args) -> int:
     if args.dry_run:
         print(cfg.to_toml())
         print(f"# corpus: {run.source.describe()}")
-        for stage, status in run.plan():
+        for stage, status in run.plan(args.command):
             print(f"# stage {stage}: {status}")
         return 0
     if args.command == "analyze":

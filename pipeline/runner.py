@@ -301,10 +301,11 @@ class Run:
         current = [s for s in ALL_STAGES if is_done(self.paths.stage(s), self.fp(s))]
         return merge_metrics(self.paths, current, extra)
 
-    def plan(self) -> list[tuple[str, str]]:
-        """(stage, status) for --dry-run: 'up to date' or 'would run'."""
+    def plan(self, command: str = "analyze") -> list[tuple[str, str]]:
+        """(stage, status) of the stages ``command`` runs, for --dry-run."""
+        extra = {"sweep": ["sweep"], "prune": ["prune"]}.get(command, [])
         out = []
-        for s in ALL_STAGES:
+        for s in ANALYZE_STAGES + extra:
             done = is_done(self.paths.stage(s), self.fp(s)) and not self.force
             out.append((s, "up to date" if done else "would run"))
         return out
