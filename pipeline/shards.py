@@ -10,8 +10,11 @@ whatever the corpus size. Per batch:
    short or jamo-only text such as ``ㅋㅋㅋ``). With ``min_korean_prob = 0`` fastText is not run.
 3. The held-out split is decided by a salted hash of the document's *group*, never by row, so a
    group is entirely counted or entirely held out.
-4. The tokenizer (Rust, both cores, GIL released) encodes the batch in a worker thread while the
-   main thread prepares the next batch.
+4. Concurrency: per batch, fastText runs in a child process (`pipeline.langid_worker`) and
+   the tokenizer (Rust, both cores, GIL released) in a worker thread, while the main thread
+   files the previous batch into shards. Every non-blank document is tokenized and the filter
+   drops rows afterwards (few are dropped), so neither waits for the other. Results do not
+   depend on timing: batches are filed in order.
 
 Shard schema (Arrow IPC files ``train-NNNNN.arrow`` / ``heldout-NNNNN.arrow``): see `SCHEMA`.
 Special tokens are not added (``add_special_tokens=False``): counts are of text tokens.
@@ -31,9 +34,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import langid
 from .corpus import DocBatch, Source
 from .errors import InputError
+from .langid_worker import LangidWorker
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -120,8 +123,8 @@ class _Stats:
                       for s in ("train", "heldout")}
 
 
-def _prepare(batch: DocBatch, cfg, stats: _Stats):
-    """NFC, empty-skip, language filter, held-out flag. Returns a dict of columns or None."""
+def _normalize(batch: DocBatch, stats: _Stats) -> tuple[list[str], list[int]]:
+    """NFC-normalize; skip blank documents. Returns the texts and their positions in the batch."""
     texts, keep_idx = [], []
     for i, t in enumerate(batch.texts):
         t = unicodedata.normalize("NFC", t)
@@ -130,24 +133,37 @@ def _prepare(batch: DocBatch, cfg, stats: _Stats):
             keep_idx.append(i)
     stats.read += len(batch)
     stats.empty += len(batch) - len(texts)
-    if not texts:
-        return None
+    return texts, keep_idx
+
+
+def _korean_mask(texts: list[str], ko: np.ndarray, cfg, stats: _Stats) -> np.ndarray:
+    """Documents kept by the language filter: Korean probability, or the Hangul-share rescue."""
     lc = cfg.langid
-    if lc.min_korean_prob > 0:
-        langs, _, ko = langid.classify(texts, max_chars=lc.max_chars,
-                                       model_path=lc.model_path or None)
-        keep = ko >= lc.min_korean_prob
-        if not keep.all() and lc.keep_hangul_share < 1:
-            doubt = np.flatnonzero(~keep)
-            arr = pa.array([texts[i] for i in doubt])
-            hangul = pc.count_substring_regex(arr, HANGUL_RE).to_numpy()
-            letters = pc.count_substring_regex(arr, LETTER_RE).to_numpy()
-            ok = (letters > 0) & (hangul >= lc.keep_hangul_share * letters)
-            stats.kept_by_script += int(ok.sum())
-            keep[doubt[ok]] = True
-    else:
+    keep = ko >= lc.min_korean_prob
+    if not keep.all() and lc.keep_hangul_share < 1:
+        doubt = np.flatnonzero(~keep)
+        arr = pa.array([texts[i] for i in doubt])
+        hangul = pc.count_substring_regex(arr, HANGUL_RE).to_numpy()
+        letters = pc.count_substring_regex(arr, LETTER_RE).to_numpy()
+        ok = (letters > 0) & (hangul >= lc.keep_hangul_share * letters)
+        stats.kept_by_script += int(ok.sum())
+        keep[doubt[ok]] = True
+    return keep
+
+
+def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], lang_result, cfg,
+                 stats: _Stats):
+    """Apply the language filter and the held-out split to one normalized batch.
+
+    Returns ``(cols, heldout, sel)``: the kept documents' columns, their held-out flags and
+    their positions among ``texts``; or None when the filter drops every document.
+    """
+    if lang_result is None:  # filter off
         langs, ko = [""] * len(texts), np.full(len(texts), np.nan, dtype=np.float32)
         keep = np.ones(len(texts), dtype=bool)
+    else:
+        langs, _, ko = lang_result
+        keep = _korean_mask(texts, ko, cfg, stats)
     drop = np.flatnonzero(~keep)
     for j in drop.tolist():
         i = keep_idx[j]
@@ -166,7 +182,7 @@ def _prepare(batch: DocBatch, cfg, stats: _Stats):
             "lang": [langs[j] for j in sel], "ko_prob": ko[sel]}
     heldout = np.fromiter((is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction)
                            for g in cols["group"]), dtype=bool, count=len(sel))
-    return cols, heldout
+    return cols, heldout, sel
 
 
 def _encode(tok, texts: list[str]) -> pa.ListArray:
@@ -209,9 +225,15 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
     limit_docs, limit_bytes = cfg.corpus.max_documents, cfg.corpus.max_bytes
     bar = tqdm(desc="tokenize", unit="doc", disable=not progress, mininterval=1.0)
 
-    def flush(pending) -> None:
-        cols, heldout, fut = pending
-        table = _to_table(cols, fut.result())
+    def flush(batch, texts, keep_idx, lfut, efut) -> None:
+        picked = _select_rows(batch, texts, keep_idx, lfut.result() if lfut else None, cfg, stats)
+        ids = efut.result()
+        if picked is None:
+            return
+        cols, heldout, sel = picked
+        if len(sel) < len(texts):
+            ids = ids.take(pa.array(sel, type=pa.int64()))
+        table = _to_table(cols, ids)
         for split, mask in (("train", ~heldout), ("heldout", heldout)):
             part = table.filter(pa.array(mask)) if not mask.all() else table
             if part.num_rows:
@@ -219,24 +241,34 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                 _account(stats, split, part)
         bar.update(table.num_rows)
 
+    # Per batch, fastText runs in a child process and the tokenizer in a worker thread (Rust,
+    # GIL released), both while the main thread files the previous batch into shards. Every
+    # non-blank document is tokenized; the filter drops rows afterwards (few are dropped).
+    lc = cfg.langid
+    lang_pool = (LangidWorker(max_chars=lc.max_chars, model_path=lc.model_path or None)
+                 if lc.min_korean_prob > 0 else None)
     pending = None
     seen_bytes = 0
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        for batch in source.batches(tc.batch_docs):
-            if limit_docs and stats.read + len(batch) > limit_docs:
-                batch = _head(batch, limit_docs - stats.read)
-            prepared = _prepare(batch, cfg, stats)
-            if prepared is not None:
-                cols, heldout = prepared
-                fut = pool.submit(_encode, backend, cols["text"])
-                if pending is not None:
-                    flush(pending)
-                pending = (cols, heldout, fut)
-                seen_bytes += sum(len(t.encode()) for t in cols["text"]) if limit_bytes else 0
-            if (limit_docs and stats.read >= limit_docs) or (limit_bytes and seen_bytes >= limit_bytes):
-                break
-        if pending is not None:
-            flush(pending)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as enc_pool:
+            for batch in source.batches(tc.batch_docs):
+                if limit_docs and stats.read + len(batch) > limit_docs:
+                    batch = _head(batch, limit_docs - stats.read)
+                texts, keep_idx = _normalize(batch, stats)
+                if texts:
+                    lfut = lang_pool.submit(texts) if lang_pool is not None else None
+                    efut = enc_pool.submit(_encode, backend, texts)
+                    if pending is not None:
+                        flush(*pending)
+                    pending = (batch, texts, keep_idx, lfut, efut)
+                    seen_bytes += sum(len(t.encode()) for t in texts) if limit_bytes else 0
+                if (limit_docs and stats.read >= limit_docs) or (limit_bytes and seen_bytes >= limit_bytes):
+                    break
+            if pending is not None:
+                flush(*pending)
+    finally:
+        if lang_pool is not None:
+            lang_pool.close()
     bar.close()
     for w in writers.values():
         w.close()

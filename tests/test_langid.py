@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline import langid
 
@@ -44,3 +45,25 @@ def test_predict_languages():
                                    "東京は日本の首都です。"])
     assert langs == ["ko", "en", "ja"]
     assert probs.dtype == np.float32 and (probs > 0.5).all()
+
+
+def test_worker_process_gives_the_same_results_and_exits():
+    from pipeline.langid_worker import LangidWorker
+
+    texts = pq.read_table(NSMC, columns=["text"]).slice(0, 300).column("text").to_pylist() + FOREIGN
+    w = LangidWorker(max_chars=50)
+    try:
+        futs = [w.submit(texts[:150]), w.submit(texts[150:])]
+        langs = futs[0].result()[0] + futs[1].result()[0]
+        ko = np.concatenate([futs[0].result()[2], futs[1].result()[2]])
+        ref_langs, _, ref_ko = langid.classify(texts, max_chars=50)
+        assert langs == ref_langs and np.array_equal(ko, ref_ko)
+        bad = LangidWorker(model_path="/nonexistent/lid.bin")
+        try:
+            with pytest.raises(Exception, match="does not exist"):
+                bad.submit(["안녕"]).result()
+        finally:
+            bad.close()
+    finally:
+        w.close()
+    assert w.proc.returncode == 0
