@@ -71,8 +71,12 @@ class LangidWorker:
 
 
 def serve() -> None:
+    import signal
+
     from . import langid
 
+    # Ctrl-C reaches the whole process group: the parent handles it and closes our stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         try:
