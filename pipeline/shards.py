@@ -56,6 +56,12 @@ HANGUL_RE = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}\x{A960}-\x{A9
 LETTER_RE = r"\pL"
 
 
+def read_shards(paths: list[Path], columns: list[str]) -> pa.Table:
+    """The given columns of Arrow shard files, concatenated in order (memory-mapped)."""
+    return pa.concat_tables([pa.ipc.open_file(pa.memory_map(str(p))).read_all().select(columns)
+                             for p in paths])
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def is_heldout(group: str, salt: str, fraction: float) -> bool:
     """Deterministic group-level split: hash(salt, group) uniform in [0, 1) < fraction."""

@@ -28,6 +28,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from .shards import read_shards
+
 
 @dataclasses.dataclass
 class HeldoutIndex:
@@ -45,11 +47,6 @@ class HeldoutIndex:
         return len(self.flat_ids)
 
 
-def _read(shards: list[Path], columns: list[str]) -> pa.Table:
-    return pa.concat_tables([pa.ipc.open_file(pa.memory_map(str(p))).read_all().select(columns)
-                             for p in shards])
-
-
 def pretokenize_heldout(tok, shards: list[Path]) -> tuple[pl.DataFrame, list[str]]:
     """Unique pre-tokens of the held-out text with counts and original token ids, plus the
     documents that must be re-encoded whole (run once per run: the `heldout` stage)."""
@@ -62,7 +59,7 @@ def pretokenize_heldout(tok, shards: list[Path]) -> tuple[pl.DataFrame, list[str
     cache: dict[str, list[int]] = {}
     fallback = []
     for shard in shards:  # one shard at a time: memory bounded by a shard + unique pre-tokens
-        t = _read([shard], ["text", "n_tokens"])
+        t = read_shards([shard], ["text", "n_tokens"])
         for text, n in zip(t.column("text").to_pylist(), t.column("n_tokens").to_pylist()):
             s = norm.normalize_str(text) if norm is not None else text
             pieces = [p for p, _ in pre.pre_tokenize_str(s)] if pre is not None else [s]
@@ -85,7 +82,7 @@ def pretokenize_heldout(tok, shards: list[Path]) -> tuple[pl.DataFrame, list[str
 
 def load_heldout_index(shards: list[Path], pretokens: pl.DataFrame,
                        fallback: list[str]) -> HeldoutIndex:
-    t = _read(shards, ["token_ids", "n_eojeol"]) if shards else None
+    t = read_shards(shards, ["token_ids", "n_eojeol"]) if shards else None
     if t is None or t.num_rows == 0:
         return HeldoutIndex(np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0, [],
                             np.zeros(0, np.int64), [], [])

@@ -73,8 +73,9 @@ def read_heldout(shards: list[Path]) -> HeldoutDocs:
 
     if not shards:
         return HeldoutDocs([], [], 0)
-    t = pa.concat_tables([pa.ipc.open_file(pa.memory_map(str(p))).read_all()
-                          .select(["text", "token_ids", "n_eojeol"]) for p in shards])
+    from .shards import read_shards
+
+    t = read_shards(shards, ["text", "token_ids", "n_eojeol"])
     return HeldoutDocs(t.column("text").to_pylist(), t.column("token_ids").to_pylist(),
                        int(pa.compute.sum(t.column("n_eojeol")).as_py() or 0))
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import metrics as M
+from ..shards import read_shards
 from ..morph import hf_tokenize_fn, morpheme_boundaries
 from ..select import REQUIRED
 from .data import RunData
@@ -120,7 +121,7 @@ class SplitScan:
 
 
 def _read_shard(path: Path) -> pa.Table:
-    return pa.ipc.open_file(pa.memory_map(str(path))).read_all().select(SHARD_COLUMNS)
+    return read_shards([path], SHARD_COLUMNS)
 
 
 def _flat(ids_col) -> tuple[np.ndarray, np.ndarray]:
