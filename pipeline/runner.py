@@ -62,7 +62,11 @@ class Run:
 
     @functools.cached_property
     def tokenizer_source_fp(self) -> str:
+        from .models import gguf_fingerprint, is_gguf_spec
+
         src = self.cfg.tokenizer.source
+        if is_gguf_spec(src):
+            return gguf_fingerprint(src)
         if src == "tekken":
             import transformers
 
@@ -112,7 +116,8 @@ class Run:
             from .tokenizer_io import load_tokenizer
 
             tok = load_tokenizer(self.cfg.tokenizer.source,
-                                 trust_remote_code=self.cfg.tokenizer.trust_remote_code)
+                                 trust_remote_code=self.cfg.tokenizer.trust_remote_code,
+                                 say=self.say)
             tok.save_pretrained(str(tmp))
             return {"tokenizer": {"source": self.cfg.tokenizer.source,
                                   "class": type(tok).__name__}, "vocab": {"before": len(tok)}}
@@ -156,11 +161,16 @@ class Run:
 
     def check(self) -> None:
         """Validate inputs before any work: the corpus source resolves and the tokenizer exists."""
+        from .models import BUILTINS, _builtin_module, gguf_path, is_gguf_spec
         from .tokenizer_io import looks_like_path
 
+        src = self.cfg.tokenizer.source
+        if src in BUILTINS:
+            _builtin_module(BUILTINS[src])  # installed?
+        elif is_gguf_spec(src):
+            gguf_path(src)  # exists, one file
         self.source  # noqa: B018 - resolving checks paths, formats and the text column
         self.tokenizer_source_fp  # noqa: B018 - hashing checks the tokenizer path
-        src = self.cfg.tokenizer.source
         p = Path(src).expanduser()
         if src != "tekken" and not p.exists() and looks_like_path(src):
             raise InputError(f"Tokenizer path {src} does not exist. Check the path, or pass a hub "

@@ -1,6 +1,8 @@
 """Load a tokenizer from any source the pipeline accepts, as a Hugging Face fast tokenizer.
 
 Sources, tried in this order:
+- a GGUF model spec (``gemma3-270m``, the built-in default, or a ``.gguf`` file): the
+  tokenizer of the converted model (`pipeline.models.materialize`, converted once);
 - ``"tekken"``: the embedded default, Mistral's Tekken (131k byte-level BPE) shipped in the
   ``mistral-common`` wheel, converted with ``transformers.integrations.mistral``.
 - a Tekken ``.json`` file (recognised by its ``config``/``vocab`` layout);
@@ -38,11 +40,11 @@ def _is_tekken_file(path: Path) -> bool:
 
 def looks_like_path(source: str) -> bool:
     """A local path rather than a hub id (``owner/name`` or ``name``)?"""
-    return (source.startswith(("/", ".", "~")) or source.endswith(".json")
+    return (source.startswith(("/", ".", "~")) or source.endswith((".json", ".gguf"))
             or source.count("/") > 1 or os.sep != "/" and os.sep in source)
 
 
-def load_tokenizer(source: str, *, trust_remote_code: bool = False):
+def load_tokenizer(source: str, *, trust_remote_code: bool = False, say=None):
     """Return a ``PreTrainedTokenizerFast`` for ``source`` (see module docstring).
 
     Raises `InputError` for a missing path, a file that is not a tokenizer, or a slow-only
@@ -50,6 +52,10 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False):
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    from .models import is_gguf_spec, materialize
+
+    if is_gguf_spec(source):
+        source = str(materialize(source, say=say))
     if source == TEKKEN:
         return _load_tekken(tekken_path())
     path = Path(source).expanduser()

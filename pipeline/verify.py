@@ -14,11 +14,16 @@ documents (Arrow shards: ``text``, ``token_ids``, ``n_eojeol``):
 ``fertility``
     held-out tokens per eojeol, original (``before``) and pruned (``after``); ``after`` must
     equal the select stage's exact ``tokens_per_eojeol_selected``.
+``model_eval.heldout`` / ``model_eval.greedy``
+    model quality (`pipeline.evaluate`): bits per byte of the original and the pruned model
+    (overall, on identical and on changed documents), top-1 agreement, and greedy
+    continuations of fixed Korean prompts side by side; bounded by ``[verify] eval_tokens``.
 ``logits`` / ``generate``
-    `pipeline.verify_model.max_abs_logit_diff` on ``[verify] logit_docs`` held-out documents
-    whose tokens are all kept (BOS + at most ``logit_max_tokens`` tokens, a seeded sample),
-    and `greedy_agreement` on ``generate_prompts`` prompts x ``generate_steps`` steps. When no
-    held-out document is fully kept, seeded random sequences of kept ids are used instead.
+    the largest ``|orig_logits[kept] - pruned_logits|`` on the identical documents of the
+    model evaluation (same batches for both models); when no evaluated document is identical,
+    `pipeline.verify_model.max_abs_logit_diff` on seeded random sequences of kept ids
+    (``[verify] logit_docs`` x ``logit_max_tokens``). `greedy_agreement` on
+    ``generate_prompts`` prompts x ``generate_steps`` steps, restricted to kept tokens.
 ``params`` / ``bytes`` / ``vocab`` / ``prune``
     parameter counts, weight bytes on disk, vocabulary size after, embedding parameters saved.
 ``chat_template``
@@ -98,9 +103,12 @@ def verify_pruned(run, *, orig_tok, orig_model, pruned_dir: Path, kept_old_ids: 
     docs = read_heldout(run.paths.heldout_shards())
     selected = stage_metrics(run.paths.stage("select")).get("heldout", {})
     heldout, fert = tokenizer_checks(orig_tok, pruned_tok, docs, selected)
+    quality = evaluate_models(orig_model, pruned, orig_tok, pruned_tok, docs, kept_old_ids, vc)
     seqs, source = logit_sequences(docs, kept_old_ids, len(orig_tok), orig_tok.bos_token_id, vc)
     m = {"heldout": heldout, "fertility": fert,
-         **model_checks(orig_model, pruned, kept_old_ids, model_id_map, seqs, source, vc),
+         **model_checks(orig_model, pruned, kept_old_ids, model_id_map, seqs, source, vc,
+                        evaluated=quality["heldout"]),
+         "model_eval": quality,
          **size_figures(params_before, pruned, bytes_before, pruned_dir, len(pruned_tok)),
          "chat_template": chat_template_check(orig_tok, pruned_tok)}
     m["verify"] = summarize(m, len(kept_old_ids), vc)
@@ -174,13 +182,46 @@ def logit_sequences(docs: HeldoutDocs, kept_old_ids: np.ndarray, vocab_size: int
             for _ in range(vc.logit_docs)], "random_kept_ids"
 
 
-def model_checks(orig, pruned, kept_old_ids, id_map, seqs, source: str, vc) -> dict:
-    """``logits`` and ``generate`` figures (None where the config asks for none)."""
+def identical_mask(orig_tok, pruned_tok, docs: HeldoutDocs) -> np.ndarray:
+    """Per document: does the pruned tokenizer split it into exactly the original tokens?"""
+    encs = pruned_tok.backend_tokenizer.encode_batch(docs.texts, add_special_tokens=False)
+    vocab = orig_tok.convert_ids_to_tokens(list(range(len(orig_tok))))
+    return np.array([e.tokens == [vocab[i] for i in ids] for e, ids in zip(encs, docs.ids)],
+                    dtype=bool)
+
+
+def evaluate_models(orig, pruned, orig_tok, pruned_tok, docs: HeldoutDocs, kept_old_ids,
+                    vc) -> dict:
+    """``model_eval``: `pipeline.evaluate.model_eval` on the held-out documents and
+    `greedy_continuations` (empty figures when ``eval_tokens`` / ``greedy_new_tokens`` is 0)."""
+    from .evaluate import greedy_continuations, model_eval
+
+    out = {"heldout": None, "greedy": None}
+    if vc.eval_tokens and docs.n:
+        out["heldout"] = model_eval(
+            orig, pruned, orig_tok, pruned_tok, docs.texts,
+            identical_mask(orig_tok, pruned_tok, docs), kept_old_ids,
+            max_tokens=vc.eval_tokens, max_doc_bytes=vc.eval_max_doc_bytes,
+            batch_tokens=vc.eval_batch_tokens)
+    if vc.greedy_new_tokens:
+        out["greedy"] = greedy_continuations(orig, pruned, orig_tok, pruned_tok,
+                                             new_tokens=vc.greedy_new_tokens)
+    return out
+
+
+def model_checks(orig, pruned, kept_old_ids, id_map, seqs, source: str, vc,
+                 evaluated: dict | None = None) -> dict:
+    """``logits`` and ``generate`` figures (None where the config asks for none). The kept
+    logits come from the model evaluation's identical documents when it had any."""
     from .verify_model import greedy_agreement, max_abs_logit_diff
 
     logits = {"max_abs_diff": None, "sequences": len(seqs), "inputs": source,
               "tolerance": vc.logit_tolerance}
-    if seqs:
+    ev = (evaluated or {}).get("logits") or {}
+    if ev.get("documents"):
+        logits.update(max_abs_diff=ev["max_abs_diff"], sequences=ev["documents"],
+                      tokens=ev["tokens"], inputs="heldout", method="model evaluation batches")
+    elif seqs:
         logits["max_abs_diff"] = max_abs_logit_diff(
             orig, pruned, kept_old_ids, id_map, seqs,
             max_tokens=vc.logit_docs * vc.logit_max_tokens)

@@ -41,3 +41,19 @@ def klue_texts() -> list[str]:
     if not KLUE_DEV.exists():
         pytest.skip(f"{KLUE_DEV} not present")
     return pq.read_table(KLUE_DEV, columns=["text"]).column("text").to_pylist()
+
+
+@pytest.fixture(scope="session")
+def gemma_dir() -> Path:
+    """Gemma 3 270M converted from the GGUF wheels into the model cache (once per machine:
+    ~1 minute the first time, reused after; `pipeline.models`)."""
+    from pipeline.models import DEFAULT_MODEL, materialize
+
+    return materialize(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def gemma_tok(gemma_dir):
+    from pipeline.tokenizer_io import load_tokenizer
+
+    return load_tokenizer(str(gemma_dir))

@@ -216,7 +216,8 @@ def test_embedded_default_and_dry_run(tmp_path, capsys):
     assert 'source = "embedded"' in out and "# stage tokenize: would run" in out
     assert not (tmp_path / "a").exists()
     cfg = load_config("configs/default.toml")
-    assert cfg.corpus.source == "embedded" and cfg.tokenizer.source == "tekken"
+    assert cfg.corpus.source == "embedded" and cfg.prune.model == "gemma3-270m"
+    assert cfg.tokenizer.source == "gemma3-270m"  # `model`: the model's own tokenizer
 
 
 def test_tokenizer_json_file_source(tmp_path, tekken_dir):

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 def _cmd(tmp: Path, corpus: Path, tok_dir: Path, root: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", "prune", "--no-progress", "--run", "k",
-            "--corpus", str(corpus), "--tokenizer", str(tok_dir),
+            "--corpus", str(corpus), "--tokenizer", str(tok_dir), "--model", "demo",
             "--set", f'artifacts_dir="{tmp / root}"', "--set", f'reports_dir="{tmp / (root + "_r")}"',
             "--set", "score.kiwi_max_eojeol_types=20000", "--set", "verify.logit_docs=4"]
 

@@ -18,10 +18,10 @@ NOTEBOOK = ROOT / "notebooks" / "explore_thresholds.ipynb"
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("nbrun")
-    assert main(["sweep", "--no-progress", "--config", str(ROOT / "configs" / "default.toml"),
+    assert main(["sweep", "--no-progress", "--config", str(ROOT / "configs" / "demo.toml"),
                  "--set", f'artifacts_dir="{tmp / "artifacts"}"',
                  "--set", f'reports_dir="{tmp / "reports"}"']) == 0
-    return tmp / "artifacts" / "default"
+    return tmp / "artifacts" / "demo"
 
 
 def test_notebook_executes_on_the_default_run(default_run, monkeypatch):

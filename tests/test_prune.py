@@ -87,7 +87,7 @@ def tiny_model_dir(path: Path, tokenizer, *, arch: str = "qwen2", tie: bool = Tr
 def default_run(tmp_path_factory, tekken_dir) -> Path:
     """The default job (embedded corpus, default thresholds, demo model)."""
     tmp = tmp_path_factory.mktemp("default")
-    assert cli(tmp, "--config", "configs/default.toml", "--tokenizer", str(tekken_dir)) == 0
+    assert cli(tmp, "--config", "configs/demo.toml", "--tokenizer", str(tekken_dir)) == 0
     return tmp
 
 
@@ -105,7 +105,7 @@ def analyzed(default_run, tmp_path) -> Path:
 
 
 def default_args(tekken_dir: Path) -> list[str]:
-    return ["--config", "configs/default.toml", "--tokenizer", str(tekken_dir)]
+    return ["--config", "configs/demo.toml", "--tokenizer", str(tekken_dir)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,10 +134,10 @@ def test_provenance_records_every_input(default_run):
     assert prov["tool"] == "pipeline" and prov["tool_version"] == __version__
     assert prov["source_model"] == "demo" and prov["demo_model"] is True
     assert "RANDOM weights" in prov["demo_note"] and prov["demo_build"]["seed"] == 0
-    assert prov["corpus"]["description"].startswith("embedded")
+    assert prov["corpus"]["description"].startswith("konlpy")
     assert len(prov["corpus"]["fingerprint"]) == 64
     assert prov["config"]["select"] == prov["select"]["thresholds"]
-    assert prov["config"]["heldout"]["fraction"] == 0.15  # from configs/default.toml
+    assert prov["config"]["heldout"]["fraction"] == 0.15  # from configs/demo.toml
     assert "artifacts_dir" not in prov["config"]  # no machine-specific paths
     assert prov["select"]["kept"] == int(keep["keep"].sum())
     assert prov["select"]["dropped"] == keep.height - prov["select"]["kept"]
@@ -171,7 +171,15 @@ def test_metrics_prove_equivalence(default_run):
     assert h["roundtrip_ok"] is True and h["roundtrip_failures"] == 0
     assert h["documents_verified"] == m["heldout"]["documents"]
     assert m["logits"]["max_abs_diff"] <= TOL and m["logits"]["inputs"] == "heldout"
-    assert m["logits"]["sequences"] == 32
+    ev = m["model_eval"]["heldout"]
+    # the kept-logit check ran on every identical document of the model evaluation
+    assert m["logits"]["sequences"] == ev["logits"]["documents"] == \
+        ev["bits_per_byte_identical"]["documents"] > 0
+    assert ev["tokens_before"] <= 4096 and ev["documents_evaluated"] > 0
+    # renormalising over kept tokens never lowers a kept token's probability
+    assert ev["bits_per_byte_identical"]["after"] <= ev["bits_per_byte_identical"]["before"]
+    greedy = m["model_eval"]["greedy"]
+    assert len(greedy["prompts"]) == 6 and all(r["original"] for r in greedy["prompts"])
     g = m["generate"]
     assert g["agree_restricted"] == 1.0 and g["steps"] == 4 * 8
     assert 0.0 <= g["orig_argmax_kept"] <= 1.0
@@ -281,9 +289,21 @@ def test_real_architecture_with_extra_embedding_rows(tmp_path, qwen_dir, tekken)
 
 def test_failed_verification_exits_3_and_writes_nothing(analyzed, tekken_dir, monkeypatch,
                                                         capsys):
-    import pipeline.verify_model as vm
+    import pipeline.prune as pr
+    from safetensors.torch import load_file, save_file
 
-    monkeypatch.setattr(vm, "max_abs_logit_diff", lambda *a, **k: 0.5)
+    write = pr._write_pruned
+
+    def write_then_break(run, out, *a, **k):  # a pruned model whose kept rows are wrong
+        write(run, out, *a, **k)
+        f = out / "model.safetensors"
+        state = load_file(f)
+        for name in state:
+            if name.endswith("embed_tokens.weight"):
+                state[name] = state[name] + 0.5
+        save_file(state, f, metadata={"format": "pt"})
+
+    monkeypatch.setattr(pr, "_write_pruned", write_then_break)
     rc = cli(analyzed, *default_args(tekken_dir), "--output-dir", str(analyzed / "out"))
     err = capsys.readouterr().err
     assert rc == 3 and "logits_within_tolerance" in err and "Traceback" not in err

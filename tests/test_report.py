@@ -76,6 +76,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def cli_args(root: Path, corpus: Path, tok_dir: Path) -> list[str]:
     return ["--no-progress", "--run", "t", "--corpus", str(corpus), "--tokenizer", str(tok_dir),
+            "--set", 'prune.model="demo"',
             "--set", "heldout.fraction=0.5", "--set", "langid.min_korean_prob=0",
             # min_count 2: the hostile token (used once) is dropped and shows in every table
             "--set", "select.min_count=2",

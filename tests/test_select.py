@@ -59,7 +59,7 @@ def test_every_token_has_exactly_one_consistent_reason(keep, scores, tekken):
 
 
 def test_thresholds_mean_what_they_say(keep, scores):
-    cfg = load_config("configs/default.toml").select
+    cfg = load_config("configs/demo.toml").select
     df = keep.join(scores, on="token_id")
     freq = df.filter(pl.col("reason") == "frequent")
     assert (freq["count"] >= cfg.min_count).all() and (freq["doc_freq"] >= cfg.min_doc_freq).all()
@@ -110,7 +110,7 @@ def test_sweep_figures_equal_brute_force_retokenization(run_dir, tekken, scores,
     idx = build_heldout_index(tekken, shards)
     texts = pa.concat_tables([pa.ipc.open_file(pa.memory_map(str(f))).read_all()
                               for f in shards]).column("text").to_pylist()
-    cfg = dataclasses.replace(load_config("configs/default.toml").select, min_count=min_count,
+    cfg = dataclasses.replace(load_config("configs/demo.toml").select, min_count=min_count,
                               keep_scripts=[], keep_korean_morphemes=False)
     keep = select(tekken, scores, cfg)["keep"].to_numpy()
     ev = evaluate(idx, tekken, keep)
@@ -122,7 +122,7 @@ def test_sweep_figures_equal_brute_force_retokenization(run_dir, tekken, scores,
 
 
 def test_target_vocab_size(tekken, scores):
-    base = load_config("configs/default.toml").select
+    base = load_config("configs/demo.toml").select
     n_req = len(required_ids(tekken))
     for target in (n_req + 500, n_req + 3000):
         keep = select(tekken, scores, dataclasses.replace(base, target_vocab_size=target))
@@ -141,7 +141,7 @@ def test_target_vocab_size(tekken, scores):
 
 
 def test_unknown_script_is_a_config_error(tekken, scores):
-    base = load_config("configs/default.toml").select
+    base = load_config("configs/demo.toml").select
     with pytest.raises(ConfigError, match="hangul_syllable"):
         select(tekken, scores, dataclasses.replace(base, keep_scripts=["korean"]))
 

@@ -432,11 +432,47 @@ def summary_section(data: RunData, quality: dict) -> dict:
          "heldout_documents": quality["documents"],
          "tokens_per_eojeol_before": quality["before"]["tokens_per_eojeol"],
          "tokens_per_eojeol_after": quality["after"]["tokens_per_eojeol"],
-         "model": data.cfg.prune.model, "pruned_tokenizer": data.pruned.origin,
+         "model": data.cfg.prune.model, "model_description": _model_description(data),
+         "pruned_tokenizer": data.pruned.origin,
          "prune_state": ("pruned" if data.prune is not None else
                          "stale" if data.prune_stale else "not pruned yet")}
     s.update(prune_figures(data))
     return s
+
+
+def _model_description(data: RunData) -> str:
+    info = (data.prune or {}).get("prune", {})
+    if info.get("description"):
+        lic = info.get("license")
+        return info["description"] + (f"; license: {lic}" if lic else "")
+    from ..models import BUILTINS
+
+    b = BUILTINS.get(data.cfg.prune.model)
+    return f"{b.description}; license: {b.license}" if b else data.cfg.prune.model
+
+
+def model_quality_section(data: RunData) -> dict | None:
+    """Bits per byte, top-1 agreement and greedy continuations from the prune stage's
+    ``model_eval`` (None when not pruned or not evaluated)."""
+    ev = (data.prune or {}).get("model_eval") or {}
+    h = ev.get("heldout")
+    if not h:
+        return None
+    rows = []
+    for key, label in (("bits_per_byte", "all held-out text (estimate)"),
+                       ("bits_per_byte_identical", "documents tokenized identically"),
+                       ("bits_per_byte_changed", "documents whose tokenization changed")):
+        r = h.get(key) or {}
+        b, a = r.get("before"), r.get("after")
+        rows.append({"key": key, "label": label, "documents": r.get("documents"),
+                     "before": b, "after": a,
+                     "delta_share": (a / b - 1) if a is not None and b else None})
+    g = ev.get("greedy") or {}
+    return {"bpb": rows, "top1_agreement": h.get("top1_agreement"),
+            "top1_positions": h.get("top1_positions"),
+            "documents_evaluated": h.get("documents_evaluated"),
+            "bytes_evaluated": h.get("bytes_evaluated"), "tokens_budget": h.get("max_tokens"),
+            "greedy_agreement": g.get("agreement"), "greedy": g.get("prompts") or []}
 
 
 def prune_figures(data: RunData) -> dict:
@@ -497,6 +533,7 @@ def compute(data: RunData) -> tuple[dict, dict]:
         "summary": summary_section(data, quality),
         "thresholds": data.thresholds,
         "curves": curves_section(data, quality),
+        "model_quality": model_quality_section(data),
         "breakdown": breakdown_rows(data, vocab),
         "text_types": text_type_rows({"heldout": held, "train": train}),
         "tables": {"dropped": dropped, "kept_rare": kept_rare,

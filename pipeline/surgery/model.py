@@ -188,6 +188,8 @@ def load_source_model(
     except OSError as e:
         raise InputError(_os_error_message(what, local, e)) from e
 
+    ckpt = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    ckpt_dtype = str(ckpt).replace("torch.", "") if ckpt else None  # before loading changes it
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "output_loading_info": True}
     kwargs["use_safetensors"] = None if allow_pickle else True
     if dtype is not None:
@@ -216,6 +218,7 @@ def load_source_model(
             "complete model."
         )
     model.eval()
+    model.pipeline_checkpoint_dtype = ckpt_dtype
     return model
 
 
@@ -529,12 +532,33 @@ def write_dir_atomically(out_dir: str | os.PathLike, write: Callable[[Path], Non
     return out
 
 
+def _save_as(model, out: Path, dtype: torch.dtype) -> None:
+    """``save_pretrained`` with every floating tensor cast to ``dtype``, without changing the
+    model (its tensors may be shared with another model); tensors that share storage (tied
+    embeddings) stay shared, so the checkpoint keeps one copy."""
+    cast: dict[tuple[int, torch.dtype], torch.Tensor] = {}
+    state = {}
+    for k, v in model.state_dict().items():
+        key = (v.data_ptr(), tuple(v.shape))
+        if key not in cast:
+            cast[key] = v.detach().to(dtype) if v.is_floating_point() else v
+        state[k] = cast[key]
+    model.save_pretrained(out, state_dict=state)
+    # save_pretrained writes the in-memory dtype into config.json; the weights are `dtype`
+    cfg_file = out / "config.json"
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    cfg["dtype"] = str(dtype).replace("torch.", "")
+    cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def save_pruned_model(model, out_dir: str | os.PathLike, *, tokenizer=None,
-                      overwrite: bool = False) -> Path:
+                      overwrite: bool = False, dtype: torch.dtype | None = None) -> Path:
     """Save ``model`` (and ``tokenizer`` if given) to ``out_dir`` with ``save_pretrained``.
 
     transformers 5 always writes safetensors (its ``safe_serialization`` switch is gone);
-    the result loads with plain ``AutoModelForCausalLM.from_pretrained(out_dir)``. Refuses to
+    the result loads with plain ``AutoModelForCausalLM.from_pretrained(out_dir)``. ``dtype``:
+    write the weights in this dtype (the source checkpoint's, when the model was loaded in
+    fp32 for exact verification); the model itself is not changed. Refuses to
     write into (or inside) the directory the model was loaded from. Returns the resolved
     output path.
     """
@@ -548,7 +572,10 @@ def save_pruned_model(model, out_dir: str | os.PathLike, *, tokenizer=None,
         )
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        if dtype is None or dtype == model.dtype:
+            model.save_pretrained(tmp)
+        else:
+            _save_as(model, tmp, dtype)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if not any(tmp.glob("*.safetensors")):
