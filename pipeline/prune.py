@@ -634,8 +634,9 @@ def summary_lines(m: dict) -> list[str]:
     h, lg, g, p, f, v, pr = (m.get(k, {}) for k in ("heldout", "logits", "generate", "params",
                                                      "fertility", "vocab", "prune"))
     demo = " (DEMO model: random weights, outputs meaningless)" if pr.get("demo_model") else ""
+    desc = f" = {pr['description']} ({pr.get('license')})" if pr.get("license") else ""
     return [
-        f"pruned model: {pr.get('source_model')}{demo}",
+        f"pruned model: {pr.get('source_model')}{desc}{demo}",
         f"vocab: {v.get('before')} -> {v.get('after')} tokens; params {p.get('before'):,} -> "
         f"{p.get('after'):,} ({pr.get('params_saved_share', 0):.1%} saved)"
         if p else "vocab: -",
@@ -644,5 +645,20 @@ def summary_lines(m: dict) -> list[str]:
         f"tokens/eojeol {f.get('before')} -> {f.get('after')}",
         f"logits max |diff| {lg.get('max_abs_diff')}; greedy agreement "
         f"{g.get('agree_restricted')}; verification passed: {m.get('verify', {}).get('passed')}",
+        *_quality_lines(m),
         f"model: {pr.get('output_dir') or pr.get('model_dir')}",
     ]
+
+
+def _quality_lines(m: dict) -> list[str]:
+    ev = (m.get("model_eval") or {}).get("heldout") or {}
+    if not ev.get("bits_per_byte"):
+        return []
+    b, i, c = ev["bits_per_byte"], ev.get("bits_per_byte_identical", {}), \
+        ev.get("bits_per_byte_changed", {})
+    g = (m.get("model_eval") or {}).get("greedy") or {}
+    return [f"bits/byte (held-out, {ev.get('documents_evaluated')} docs): {b.get('before')} -> "
+            f"{b.get('after')}; identical docs {i.get('before')} -> {i.get('after')}; changed "
+            f"docs ({c.get('documents')}) {c.get('before')} -> {c.get('after')}",
+            f"top-1 agreement {ev.get('top1_agreement')}; greedy continuations identical for "
+            f"{g.get('agreement')} of the prompts"]
