@@ -4,13 +4,15 @@ Each test runs the real ``prune`` command on a copy of the default analysis, but
 tokenizer or model is damaged in exactly one way right after it is saved (the save functions
 of `pipeline.surgery` are wrapped), before `pipeline.verify` reloads it from disk. The run must
 stop with exit code 3, write nothing, name the check that catches the damage, and leave the
-checks that have no reason to fail passing. A check that is never shown to fail is not a check:
+checks that have no reason to fail passing (every test but the logits one names the exact set
+of failing checks). A check that is never shown to fail is not a check:
 deleting or inverting any one of them makes its test here fail.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -125,10 +127,8 @@ def test_removed_merges_fail_identical_share_and_fertility(analyzed, tekken_dir,
     splits held-out text into other (more) tokens: the identical share and tokens per eojeol
     no longer equal the select stage's exact figures."""
     counts = heldout_token_counts(analyzed)
-    top = sorted(counts, key=counts.get, reverse=True)
-    strings = tekken.convert_ids_to_tokens(top)
-    targets = {s for s in strings if len(s) > 1}
-    targets = set(sorted(targets, key=lambda s: -counts[tekken.convert_tokens_to_ids(s)])[:20])
+    by_count = tekken.convert_ids_to_tokens(sorted(counts, key=counts.get, reverse=True))
+    targets = set([s for s in by_count if len(s) > 1][:20])
 
     def drop_merges(data):
         merges = data["model"]["merges"]
@@ -140,6 +140,55 @@ def test_removed_merges_fail_identical_share_and_fertility(analyzed, tekken_dir,
     damage_tokenizer(monkeypatch, lambda d: edit_json(d / "tokenizer.json", drop_merges))
     failed = failing_prune(analyzed, tekken_dir, capsys)
     assert failed == {"identical_ratio_matches_select", "fertility_matches_select"}
+
+
+SMALL_KEEP = ("--set", "select.min_count=50", "--set", "select.keep_scripts=[]",
+              "--set", "select.keep_korean_morphemes=false")
+
+
+def test_fertility_alone_fails_when_only_changed_documents_split_differently(
+        analyzed, tekken_dir, tekken, monkeypatch, capsys):
+    """With a smaller keep set some held-out documents contain dropped tokens (they are not
+    identical anyway). A pruned tokenizer missing the one merge that builds a kept token used
+    only in those documents' new splits (never in an identical document, not even on the way to
+    one of its tokens) splits them into more tokens: the identical share still matches the
+    select stage, tokens per eojeol do not."""
+    from tokenizers import Tokenizer
+
+    t = read_shards(paths(analyzed).heldout_shards(), ["text", "token_ids"])
+    texts, ids = t.column("text").to_pylist(), t.column("token_ids").to_pylist()
+    original = [tekken.convert_ids_to_tokens(x) for x in ids]
+    found = {}
+
+    def split_only_changed_documents(d: Path):
+        data = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+        enc = [e.tokens for e in Tokenizer.from_str(json.dumps(data))
+               .encode_batch(texts, add_special_tokens=False)]
+        same = [e == o for e, o in zip(enc, original)]
+        assert 0 < sum(same) < len(same)
+        in_identical = {x for e, s in zip(enc, same) if s for x in e}
+        candidates = Counter(x for e, s in zip(enc, same) if not s for x in e
+                             if x not in in_identical and len(x) > 1)
+        merges = data["model"]["merges"]
+        join = (lambda m: "".join(m)) if isinstance(merges[0], list) else \
+            (lambda m: m.replace(" ", ""))
+        for cand, _ in candidates.most_common(40):
+            trial = dict(data, model=dict(data["model"],
+                                          merges=[m for m in merges if join(m) != cand]))
+            enc2 = [e.tokens for e in Tokenizer.from_str(json.dumps(trial))
+                    .encode_batch(texts, add_special_tokens=False)]
+            if all(a == b for a, b, s in zip(enc, enc2, same) if s) and \
+                    sum(map(len, enc2)) > sum(map(len, enc)):
+                found["token"] = cand
+                (d / "tokenizer.json").write_text(json.dumps(trial, ensure_ascii=False),
+                                                  encoding="utf-8")
+                return
+        raise AssertionError("no merge changes only the non-identical documents")
+
+    damage_tokenizer(monkeypatch, split_only_changed_documents)
+    assert failing_prune(analyzed, tekken_dir, capsys, *SMALL_KEEP) == \
+        {"fertility_matches_select"}
+    assert found["token"]
 
 
 def test_broken_decoder_fails_round_trip(analyzed, tekken_dir, monkeypatch, capsys):
@@ -235,6 +284,21 @@ def test_edited_chat_template_fails_chat_check(analyzed, tekken_dir, monkeypatch
             edit_json(d / "tokenizer_config.json", edit)
 
     damage_tokenizer(monkeypatch, edit_template)
+    assert failing_prune(analyzed, tekken_dir, capsys) == {"chat_template"}
+
+
+def test_chat_decoding_broken_fails_chat_check(analyzed, tekken_dir, monkeypatch, capsys):
+    """The chat text renders the same, but the pruned decoder turns the jamo ㅎ (the chat
+    conversation's "ㅎㅎ"; the held-out law texts have none) into ㅋ: the conversation no
+    longer round-trips while the original's does."""
+    texts = read_shards(paths(analyzed).heldout_shards(), ["text"]).column("text").to_pylist()
+    assert not any("ㅎ" in t for t in texts)
+
+    def break_decoder(data):
+        data["decoder"] = {"type": "Sequence", "decoders": [
+            data["decoder"], {"type": "Replace", "pattern": {"String": "ㅎ"}, "content": "ㅋ"}]}
+
+    damage_tokenizer(monkeypatch, lambda d: edit_json(d / "tokenizer.json", break_decoder))
     assert failing_prune(analyzed, tekken_dir, capsys) == {"chat_template"}
 
 
