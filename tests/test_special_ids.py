@@ -28,7 +28,10 @@ TEXTS = ["대한민국 헌법 제1조 대한민국은 민주공화국이다.", "
          "모든 국민은 법 앞에 평등하다."]
 
 
-def qwen_style_tokenizer():
+ENGLISH = ["The quick brown fox jumps over the lazy dog.", "def main(): return print(value)"]
+
+
+def qwen_style_tokenizer(extra_texts=()):
     """A byte-level BPE (256 bytes + merges) with the four specials appended after it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -38,7 +41,7 @@ def qwen_style_tokenizer():
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=420, initial_alphabet=pre_tokenizers.ByteLevel
                                   .alphabet(), show_progress=False)
-    backend.train_from_iterator(TEXTS * 30, trainer)
+    backend.train_from_iterator((TEXTS + list(extra_texts)) * 30, trainer)
     n = backend.get_vocab_size()
     backend.add_special_tokens(list(SPECIALS.values()))
     bos_id = backend.token_to_id(SPECIALS["bos"])
@@ -170,3 +173,38 @@ def test_generate_stops_at_the_new_eos(pruned):
         y = model.generate(x, max_new_tokens=5, do_sample=False)
         hook.remove()
     assert y[0, 2:].tolist() == [new["eos"]]
+
+
+def test_prune_command_with_specials_at_the_end(tmp_path):
+    """The whole prune command on a Qwen-style model directory (analyzed with its own
+    tokenizer, on the embedded Korean corpus): English merges the corpus never uses are
+    dropped, so every special id moves; verification (which starts its logit sequences with the
+    moved BOS) passes, and the written directory names the moved ids everywhere."""
+    from .test_prune import cli, metrics, model_dir
+
+    tok = qwen_style_tokenizer(extra_texts=ENGLISH)
+    old = {k: tok.convert_tokens_to_ids(v) for k, v in SPECIALS.items()}
+    src = tmp_path / "src"
+    cfg = AutoConfig.for_model(
+        "llama", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, tie_word_embeddings=False,
+        bos_token_id=old["bos"], eos_token_id=old["eos"], pad_token_id=old["pad"])
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(src)
+    tok.save_pretrained(str(src))
+    assert cli(tmp_path, "--tokenizer", str(src), "--model", str(src)) == 0
+    out = model_dir(tmp_path)
+    kept = json.loads((out / "id_map.json").read_text())["kept_old_ids"]
+    assert len(kept) < len(tok)
+    new = {k: kept.index(v) for k, v in old.items()}
+    assert all(new[k] < old[k] for k in SPECIALS), (old, new)
+    m = metrics(tmp_path)
+    assert m["verify"]["passed"] and not m["verify"]["skipped"]
+    assert m["logits"]["inputs"] == "heldout" and m["generate"]["agree_restricted"] == 1.0
+    t = AutoTokenizer.from_pretrained(out)
+    assert {k: getattr(t, f"{k}_token_id") for k in SPECIALS} == new
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert (model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id) \
+        == (new["bos"], new["eos"], new["pad"])
+    assert model.generation_config.eos_token_id == new["eos"]
+    assert model.get_input_embeddings().padding_idx == model.model.padding_idx == new["pad"]
