@@ -139,11 +139,9 @@ def test_loaded_tokenizer_attributes_and_outputs(pruned, source):
         assert ids[0] == new["bos"]
         assert t.decode(ids[1:]) == text
     chat = [{"role": "user", "content": TEXTS[0]}, {"role": "assistant", "content": TEXTS[1]}]
-    ids = t.apply_chat_template(chat, tokenize=True, add_generation_prompt=True)
-    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    ids = t.apply_chat_template(chat, tokenize=True, add_generation_prompt=True)["input_ids"]
     assert ids.count(new["bos"]) == 3 and ids.count(new["eos"]) == 2
-    orig = tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=True)
-    orig = orig["input_ids"] if hasattr(orig, "keys") else orig
+    orig = tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=True)["input_ids"]
     assert t.decode(ids) == tok.decode(orig)
 
 

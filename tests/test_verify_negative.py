@@ -272,16 +272,11 @@ def test_swapped_ids_fail_vocab_consistency(analyzed, tekken_dir, tekken, monkey
 def test_edited_chat_template_fails_chat_check(analyzed, tekken_dir, monkeypatch, capsys):
     """The pruned tokenizer's chat template renders one extra space after [INST]."""
     def edit_template(d: Path):
-        jinja = d / "chat_template.jinja"
-        if jinja.exists():
-            text = jinja.read_text(encoding="utf-8")
-            assert "[INST]" in text
-            jinja.write_text(text.replace("[INST]", "[INST] "), encoding="utf-8")
-        else:
-            def edit(data):
-                assert "[INST]" in data["chat_template"]
-                data["chat_template"] = data["chat_template"].replace("[INST]", "[INST] ")
-            edit_json(d / "tokenizer_config.json", edit)
+        jinja = d / "chat_template.jinja"  # where transformers 5 saves it
+        assert "chat_template" not in json.loads((d / "tokenizer_config.json").read_text())
+        text = jinja.read_text(encoding="utf-8")
+        assert "[INST]" in text
+        jinja.write_text(text.replace("[INST]", "[INST] "), encoding="utf-8")
 
     damage_tokenizer(monkeypatch, edit_template)
     assert failing_prune(analyzed, tekken_dir, capsys) == {"chat_template"}
