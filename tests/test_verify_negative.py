@@ -2,12 +2,12 @@
 
 Each test runs the real ``prune`` command on a copy of the default analysis, but the pruned
 tokenizer or model is damaged in exactly one way right after it is saved (the save functions
-of `pipeline.surgery` are wrapped), before `pipeline.verify` reloads it from disk. The run must
-stop with exit code 3, write nothing, name the check that catches the damage, and leave the
-checks that have no reason to fail passing (every test but the logits one names the exact set
-of failing checks). A check that is never shown to fail is not a check:
-deleting or inverting any one of them makes its test here fail.
-"""
+of `pipeline.surgery` are wrapped, also where `pipeline.prune` may import them by name),
+before `pipeline.verify` reloads it from disk. The run must stop with exit code 3, write
+nothing, name the check that catches the damage, and leave the checks that have no reason to
+fail passing (every test but the logits one names the exact set of failing checks). A check
+that is never shown to fail is not a check: deleting or inverting any one of them makes its
+test here fail."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+import pipeline.prune as prune_module
 import pipeline.surgery.model as surgery_model
 import pipeline.surgery.tokenizer as surgery_tokenizer
 from pipeline.shards import read_shards
@@ -59,6 +60,7 @@ def damage_tokenizer(monkeypatch, damage) -> None:
         return written
 
     monkeypatch.setattr(surgery_tokenizer, "save_pruned_tokenizer", save)
+    monkeypatch.setattr(prune_module, "save_pruned_tokenizer", save, raising=False)
 
 
 def damage_model(monkeypatch, damage) -> None:
@@ -76,6 +78,7 @@ def damage_model(monkeypatch, damage) -> None:
         return out
 
     monkeypatch.setattr(surgery_model, "save_pruned_model", save)
+    monkeypatch.setattr(prune_module, "save_pruned_model", save, raising=False)
 
 
 def edit_json(path: Path, edit) -> None:
