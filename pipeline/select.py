@@ -10,7 +10,8 @@ kept
     ``hangul_partial``    partial UTF-8 that can only be part of Hangul (keep_hangul_partials)
     ``korean_morpheme``   Kiwi reads it as one Korean morpheme or a word (keep_korean_morphemes)
     ``language``          fastText's top language is in keep_languages with >= min_language_prob
-    ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank (lowest id)
+    ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank (lowest id),
+                          counted among the tokens not required anyway (bytes are)
     ``merge_closure``     a part of a merge that builds a kept token (BPE closure)
 dropped
     ``over_target``       would be kept, but target_vocab_size is reached
@@ -73,7 +74,10 @@ def rule_reasons(scores: pl.DataFrame, sc) -> np.ndarray:
         give((scores["lang"].is_in(list(sc.keep_languages)).fill_null(False)
               & (scores["lang_prob"].fill_null(0) >= sc.min_language_prob)).to_numpy(), "language")
     if sc.top_latin:
-        latin = scores.filter(pl.col("script") == "latin")["token_id"].to_numpy()
+        # among tokens not kept anyway: byte tokens ("a", "b", ...) are Latin too, and in
+        # Tekken they are the first 52 Latin ids, so counting them spent top_latin on nothing
+        latin = scores.filter((pl.col("script") == "latin")
+                              & pl.col("required").is_null())["token_id"].to_numpy()
         mask = np.zeros(n, dtype=bool)
         mask[np.sort(latin)[: sc.top_latin]] = True
         give(mask, "top_latin")

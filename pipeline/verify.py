@@ -111,6 +111,10 @@ def verify_pruned(run, *, orig_tok, orig_model, pruned_dir: Path, kept_old_ids: 
          "model_eval": quality,
          **size_figures(params_before, pruned, bytes_before, pruned_dir, len(pruned_tok)),
          "chat_template": chat_template_check(orig_tok, pruned_tok)}
+    # id by id: a pruned tokenizer whose ids do not point at the kept rows splits text into the
+    # right strings (every other check passes) yet feeds the model the wrong rows
+    m["vocab"]["matches_kept"] = pruned_tok.convert_ids_to_tokens(
+        list(range(len(pruned_tok)))) == orig_tok.convert_ids_to_tokens(kept_old_ids.tolist())
     m["verify"] = summarize(m, len(kept_old_ids), vc)
     if vc.strict and not m["verify"]["passed"]:
         raise VerificationFailed(_failure_message(m))
@@ -305,7 +309,8 @@ def summarize(m: dict, n_kept: int, vc) -> dict:
         else lg["max_abs_diff"] <= vc.logit_tolerance,
         "greedy_agreement": None if g["agree_restricted"] is None
         else g["agree_restricted"] == 1.0,
-        "vocab_after_equals_kept": m["vocab"]["after"] == n_kept,
+        "vocab_after_equals_kept": m["vocab"]["after"] == n_kept
+        and m["vocab"]["matches_kept"],
         "chat_template": None if not ct.get("rendered")
         else ct["same_text"] and (ct["roundtrip_ok"] or not ct["roundtrip_ok_original"]),
     }

@@ -389,6 +389,29 @@ def test_a_changed_weight_is_detected(tmp_path):
     assert diff > 1e-4
 
 
+def test_greedy_figures_are_not_constant(tmp_path):
+    """greedy_agreement's two figures move with what they measure: a pruned model that prefers
+    another token disagrees, and ``orig_argmax_kept`` is 1.0 when the original's next tokens
+    are kept and 0.0 when none of them is (one step, so both models see the prompt only)."""
+    src = save_tiny_model("llama", False, tmp_path / "src")
+    orig = load_source_model(src, dtype=torch.float32)
+    prompts = sequences(np.arange(5, VOCAB), n=4)
+    with torch.no_grad():
+        nxt = {int(orig(input_ids=torch.tensor([p])).logits[0, -1].argmax()) for p in prompts}
+    prompt_ids = {i for p in prompts for i in p}
+    assert not nxt & prompt_ids  # else a dropped prompt token could not be fed
+    rest = np.setdiff1d(np.arange(VOCAB), list(nxt))
+    for kept, share in ((np.arange(VOCAB), 1.0), (rest, 0.0)):
+        model = load_source_model(src, dtype=torch.float32)
+        prune_model(model, kept)
+        r = greedy_agreement(orig, model, kept, id_map_from_kept(kept, VOCAB), prompts, steps=1)
+        assert r["orig_argmax_kept"] == share and r["agree_restricted"] == 1.0
+    with torch.no_grad():  # a negated head picks the least likely kept token: it disagrees
+        model.get_output_embeddings().weight.neg_()
+    r = greedy_agreement(orig, model, rest, id_map_from_kept(rest, VOCAB), prompts, steps=3)
+    assert r["agree_restricted"] < 1.0
+
+
 # ---------------------------------------------------------------------------------------------
 # Demo model (real 131k Tekken vocabulary)
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ KOREAN_CHAT = [
     {"role": "assistant", "content": "법이 공포된 그날부터 효력이 생긴다는 뜻입니다."},
     {"role": "user", "content": "그럼 부칙은요?"},
 ]
+RARE_CHAT = [{"role": "user", "content": "오늘 공포한 법에 🦜 鬱金香 얘기도 있나요?"},
+             {"role": "assistant", "content": "아니요."}]
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,19 +225,22 @@ def test_outputs_byte_identical_across_runs_and_output_dir(default_run, analyzed
 
 
 def test_chat_template_round_trip_in_korean(default_run, tekken):
+    """A conversation in the corpus' own words keeps every token: the very same tokens. One
+    with an emoji and Han characters the corpus never uses loses some: the pruned tokens still
+    spell the same text."""
     pruned = AutoTokenizer.from_pretrained(model_dir(default_run))
     id_map = json.loads((model_dir(default_run) / "id_map.json").read_text())
     old_to_new = {old: new for new, old in enumerate(id_map["kept_old_ids"])}
-    text = tekken.apply_chat_template(KOREAN_CHAT, tokenize=False)
-    assert pruned.apply_chat_template(KOREAN_CHAT, tokenize=False) == text
-    ids = pruned.apply_chat_template(KOREAN_CHAT, tokenize=True)["input_ids"]
-    assert pruned.decode(ids) == text
-    orig = tekken.apply_chat_template(KOREAN_CHAT, tokenize=True)["input_ids"]
-    assert "[INST]" in text and ids[0] == pruned.bos_token_id
-    if all(i in old_to_new for i in orig):  # every token kept: the very same tokens
-        assert ids == [old_to_new[i] for i in orig]
-    else:  # some dropped: the pruned tokens still spell the same text
+    for chat, all_kept in ((KOREAN_CHAT, True), (RARE_CHAT, False)):
+        text = tekken.apply_chat_template(chat, tokenize=False)
+        assert pruned.apply_chat_template(chat, tokenize=False) == text
+        ids = pruned.apply_chat_template(chat, tokenize=True)["input_ids"]
+        assert pruned.decode(ids) == text
+        assert "[INST]" in text and ids[0] == pruned.bos_token_id
+        orig = tekken.apply_chat_template(chat, tokenize=True)["input_ids"]
+        assert all(i in old_to_new for i in orig) is all_kept
         assert pruned.convert_tokens_to_string(pruned.convert_ids_to_tokens(ids)) == text
+        assert (ids == [old_to_new.get(i) for i in orig]) is all_kept
 
 
 # --------------------------------------------------------------------------------------------

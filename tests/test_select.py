@@ -149,9 +149,8 @@ def test_unknown_script_is_a_config_error(tekken, scores):
 def test_score_features(scores, tekken):
     assert (scores["share"].sum() == pytest.approx(1.0))
     vocab = tekken.get_vocab()
-    row = scores.filter(pl.col("token_id") == vocab["Ġthe"]).row(0, named=True) if "Ġthe" in vocab else None
-    if row:
-        assert row["script"] == "latin" and row["space_marker"] and row["byte_class"] == "complete"
+    row = scores.filter(pl.col("token_id") == vocab["Ġthe"]).row(0, named=True)
+    assert row["script"] == "latin" and row["space_marker"] and row["byte_class"] == "complete"
     # tokens only built as intermediates exist and are never emitted
     inter = scores.filter((pl.col("count") == 0) & (pl.col("intermediate_count") > 0))
     assert inter.height > 0

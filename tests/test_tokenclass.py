@@ -113,11 +113,10 @@ def test_partial_hangul_only_implies_hangul(vocab):
     part = vocab.filter(pl.col("byte_class") == "partial")
     for row in part.iter_rows(named=True):
         scripts = set(row["partial_scripts"])
-        if row["partial_hangul_only"]:
-            assert scripts & tc.HANGUL_SCRIPTS
-            assert scripts <= tc.HANGUL_SCRIPTS | tc.NEUTRAL_SCRIPTS
-        else:
-            assert scripts and not scripts <= tc.HANGUL_SCRIPTS
+        assert scripts
+        assert row["partial_hangul_only"] == bool(
+            scripts & tc.HANGUL_SCRIPTS and scripts <= tc.HANGUL_SCRIPTS | tc.NEUTRAL_SCRIPTS)
+    assert part["partial_hangul_only"].any() and not part["partial_hangul_only"].all()
 
 
 def test_lone_continuation_token(vocab):

@@ -437,6 +437,11 @@ def prune_model(model, kept_old_ids, *, pad_to_multiple_of: int | None = None, i
     if getattr(emb, "padding_idx", None) is not None:
         new_pad = int(derived[emb.padding_idx]) if emb.padding_idx < old_rows else -1
         emb.padding_idx = new_pad if new_pad >= 0 else None
+    for parent in model.modules():  # the base model's own copy (Llama, Qwen2: model.padding_idx)
+        pad = getattr(parent, "padding_idx", None)
+        if isinstance(pad, int) and any(c is emb for c in parent.children()):
+            new_pad = int(derived[pad]) if 0 <= pad < old_rows else -1
+            parent.padding_idx = new_pad if new_pad >= 0 else None
 
     if head is not None:
         if getattr(head, "bias", None) is not None:
