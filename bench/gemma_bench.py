@@ -122,7 +122,7 @@ def decode(pruned_dir: Path, n_tokens: int = 32, repeats: int = 3) -> dict:
     out = {"threads": torch.get_num_threads(), "n_tokens": n_tokens}
     for name, d in (("before", materialize(DEFAULT_MODEL)), ("after", pruned_dir)):
         tok = AutoTokenizer.from_pretrained(d)
-        model = AutoModelForCausalLM.from_pretrained(d).eval()
+        model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
         ids = tok("대한민국의 수도는 서울이고, 오늘 날씨는", return_tensors="pt")["input_ids"]
         out[f"tok_s_{name}"] = round(_best_of(repeats, model, ids, n_tokens, 4)["tok_s"], 2)
         out["dtype"] = str(model.dtype).replace("torch.", "")

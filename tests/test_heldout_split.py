@@ -9,6 +9,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -79,11 +81,11 @@ def test_group_column_wins_over_blocks(tmp_path):
         [f"movie-{i % 3}" for i in range(30)]
 
 
-def test_embedded_default_corpus_is_grouped_in_blocks():
-    """The default job's corpus (konlpy's kolaw and kobill text files) has no group column: its
-    groups are blocks of ``block_size`` lines per file, and with the default config both sides
+def test_konlpy_corpus_is_grouped_in_blocks():
+    """The demo job's corpus (konlpy's kolaw and kobill text files) has no group column: its
+    groups are blocks of ``block_size`` lines per file, and with the demo config both sides
     of the split get groups (verification needs held-out documents)."""
-    cfg = load_config("configs/default.toml")
+    cfg = load_config("configs/demo.toml")
     src = resolve_source(cfg.corpus, cfg.heldout.block_size)
     assert src.kind == "embedded"
     per_file: dict[str, int] = {}
@@ -97,6 +99,28 @@ def test_embedded_default_corpus_is_grouped_in_blocks():
     distinct = set(groups)
     held = {g for g in distinct if is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction)}
     assert held and distinct - held
+
+
+def test_embedded_sample_is_grouped_by_its_group_column():
+    """The default job's corpus (the shipped sample) is grouped by its `group` column
+    (`<text type>#<group>`): a movie, a block of 100 KLUE sentences, a block of 50 law lines;
+    the text type is the part before `#`. Held-out groups are drawn from every text type of
+    some size, and the held-out share of documents is near the configured fraction."""
+    import polars as pl
+
+    from pipeline.corpus import embedded_file
+
+    cfg = load_config("configs/default.toml")
+    src = resolve_source(cfg.corpus, cfg.heldout.block_size)
+    df = pl.read_parquet(embedded_file())
+    docs = list(_docs(src))
+    assert [g for _, g, _ in docs] == df["group"].to_list()
+    batch = next(src.batches(50))
+    assert batch.sources == [g.split("#", 1)[0] for g in batch.groups]
+    held = np.array([is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction) for _, g, _ in docs])
+    assert 0.08 < held.mean() < 0.25
+    types = {g.split("#", 1)[0] for (_, g, _), h in zip(docs, held) if h}
+    assert {"nsmc-review", "klue-wikitree", "klue-nsmc"} <= types
 
 
 def test_analyze_holds_out_whole_blocks_at_the_configured_share(tmp_path, tekken_dir,
