@@ -32,7 +32,7 @@ from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
 VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "select": 1,
-            "sweep": 1, "prune": 1}
+            "sweep": 1, "prune": 2}  # prune 2: provenance lists the output's files
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "select"]
 ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune"]
 # Files of a save_pretrained directory that define its tokenizer (config.json too: AutoTokenizer
