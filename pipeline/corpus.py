@@ -154,10 +154,10 @@ class FileSource(Source):
         for f in self.files:
             for chunk in self._chunks(f):
                 pending.extend(chunk)
-                while len(pending) >= batch_size:
-                    yield pending.take(batch_size)
-        if len(pending):
-            yield pending
+                while len(pending) >= batch_size or _chars(pending.texts) >= BATCH_CHARS:
+                    yield pending.take(_fitting(pending.texts, batch_size))
+        while len(pending):
+            yield pending.take(_fitting(pending.texts, batch_size))
 
     def _chunks(self, f: Path) -> Iterator[DocBatch]:
         """The file's documents in chunks, with ids, groups and text types filled in."""
@@ -184,6 +184,10 @@ class FileSource(Source):
 
 
 CHUNK = 8192
+# Text held at once, in characters: a reader's chunk and a batch stop growing at these, so many
+# long documents (each at most max_doc_bytes) never pile up in memory.
+CHUNK_CHARS = 4 << 20
+BATCH_CHARS = 16 << 20
 
 
 def split_text(text: str, max_bytes: int) -> list[str]:
@@ -231,14 +235,17 @@ def _chunked(rows, with_meta: bool):
     """Group (id, group, text[, row]) rows into (ids, groups, texts, rows) lists of CHUNK
     rows (``rows`` None when every row is one document)."""
     ids, groups, texts, keys = [], [], [], []
+    chars = 0
     for id_, group, text, *key in rows:
         ids.append(id_)
         groups.append(group)
         texts.append(text)
         keys.append(key[0] if key else None)
-        if len(texts) >= CHUNK:
+        chars += len(text)
+        if len(texts) >= CHUNK or chars >= CHUNK_CHARS:
             yield _pack(ids, groups, texts, keys, with_meta)
             ids, groups, texts, keys = [], [], [], []
+            chars = 0
     if texts:
         yield _pack(ids, groups, texts, keys, with_meta)
 
@@ -484,6 +491,21 @@ def _format(f: Path) -> str:
         raise InputError(f"{f}: unsupported file type {f.suffix!r}. Supported: "
                          f"{', '.join(sorted(FORMATS))}.")
     return fmt
+
+
+def _chars(texts: list[str]) -> int:
+    return sum(map(len, texts))
+
+
+def _fitting(texts: list[str], batch_size: int) -> int:
+    """How many leading documents make a batch: at most ``batch_size``, and no more text than
+    `BATCH_CHARS` (at least one document)."""
+    total = 0
+    for i, t in enumerate(texts[:batch_size]):
+        total += len(t)
+        if total > BATCH_CHARS:
+            return max(1, i)
+    return min(batch_size, len(texts))
 
 
 class HubSource(Source):

@@ -139,7 +139,7 @@ class Run:
 
             tok = load_tokenizer(self.cfg.tokenizer.source,
                                  trust_remote_code=self.cfg.tokenizer.trust_remote_code)
-            with library_errors(f"saving tokenizer `{self.cfg.tokenizer.source}`"):
+            with library_errors(f"saving tokenizer `{self.cfg.tokenizer.source}`", tmp):
                 tok.save_pretrained(str(tmp))
             return {"tokenizer": {"source": self.cfg.tokenizer.source,
                                   "class": type(tok).__name__}, "vocab": {"before": len(tok)}}

@@ -151,6 +151,10 @@ def claim_dir(d: Path, root: Path, ours: Iterable[str] = (), *, is_ours=None,
     if d.exists() and not d.is_dir():
         raise InputError(f"{what} {d} exists and is a file, not a folder the pipeline wrote. "
                          "Move it away, or pass another --run or artifacts_dir/reports_dir.")
+    if d.is_dir():
+        for p in d.iterdir():  # a link out of the folder is never written through or replaced
+            if p.is_symlink():
+                check_inside(p, d, f"{p.name} in {what.lower()} {d}:")
     if d.is_dir() and not (d / MARKER).is_file():
         names = set(ours) | {MARKER, ".lock"}
         foreign = sorted(p.name for p in d.iterdir()
@@ -216,10 +220,14 @@ def _raised_in_library(e: BaseException) -> bool:
         last.f_code.co_filename
 
 
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
 @contextlib.contextmanager
-def library_errors(what: str):
+def library_errors(what: str, path: Path | str | None = None):
     """Turn any exception a tokenizer/model library raises into one paragraph naming ``what``
-    (our own errors and bugs pass through unchanged)."""
+    (our own errors and bugs pass through unchanged). A disk fault reported by Rust code
+    (``... (os error 28)``) becomes the `DiskError` of ``path``."""
     try:
         yield
     except PipelineError:
@@ -233,6 +241,11 @@ def library_errors(what: str):
             raise
         raise InputError(_library_message(what, e)) from e
     except Exception as e:  # noqa: BLE001 - libraries raise anything (KeyError, TypeError, ...)
+        m = _RUST_OS_ERROR.search(str(e))
+        if m:
+            err = disk_error(OSError(int(m.group(1)), str(e), str(path or what)))
+            if err is not None:
+                raise err from e
         if not _raised_in_library(e):
             raise
         raise InputError(_library_message(what, e)) from e
