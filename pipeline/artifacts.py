@@ -254,8 +254,9 @@ def run_stage(paths: RunPaths, name: str, fp: str, work: Callable[[Path], dict],
                                 "sizes": sizes})
         _check_replaceable(final, name)  # again: it may have changed meanwhile
         _swap_into_place(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_disk_fault(e, final)
         raise
     paths.log(f"[{name}] done in {time.time() - t0:.1f}s fingerprint={fp[:12]}")
     say(f"[{name}] done in {time.time() - t0:.1f}s")
@@ -305,9 +306,21 @@ def replace_dir(final: Path, write: Callable[[Path], None]) -> None:
         tmp.mkdir()
         write(tmp)
         _swap_into_place(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_disk_fault(e, final)
         raise
+
+
+def _name_disk_fault(e: BaseException, where: Path) -> None:
+    """A disk fault a library reports without a path (pyarrow: errno 28, no filename) names the
+    folder being written."""
+    from .safety import disk_error
+
+    if isinstance(e, OSError) and not e.filename:
+        err = disk_error(OSError(e.errno, e.strerror or str(e), str(where)))
+        if err is not None:
+            raise err from e
 
 
 class RunLock:

@@ -260,6 +260,9 @@ def _display_name(f: Path, embedded: bool) -> str:
 
 
 def _check_not_binary(head: bytes, f: Path) -> None:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{f} is UTF-16 text (it starts with a UTF-16 byte-order mark), not "
+                         "UTF-8. Convert it to UTF-8 (e.g. `iconv -f utf-16 -t utf-8`).")
     if b"\x00" in head:
         raise InputError(f"{f} looks like a binary file (it contains NUL bytes), not text. "
                          "Pass .txt/.jsonl/.parquet/.arrow files with Korean text.")

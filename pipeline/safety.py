@@ -201,23 +201,27 @@ LIBRARIES = ("tokenizers", "transformers", "safetensors", "torch", "huggingface_
              "sentencepiece", "tiktoken", "google.protobuf", "jinja2", "accelerate")
 
 
-def _raised_in_library(e: BaseException) -> bool:
-    """Was ``e`` raised inside one of `LIBRARIES` (innermost traceback frame), or is it a
-    library's own exception type?"""
-    mod = type(e).__module__ or ""
-    if mod.split(".")[0] in {m.split(".")[0] for m in LIBRARIES}:
-        return True
-    tb = e.__traceback__
-    last = None
+def _library_of(e: BaseException) -> str:
+    """The library (one of `LIBRARIES`) ``e`` was raised in: its own exception type, or the
+    innermost traceback frame; '' when it was raised in our code (a bug: keep the traceback)."""
+    top = {m.split(".")[0] for m in LIBRARIES}
+    mod = (type(e).__module__ or "").split(".")[0]
+    if mod in top:
+        return mod
+    tb, last = e.__traceback__, None
     while tb is not None:
-        last = tb.tb_frame
-        tb = tb.tb_next
+        last, tb = tb.tb_frame, tb.tb_next
     if last is None:
-        return False
+        return ""
     name = last.f_globals.get("__name__", "") or ""
-    return any(name == m or name.startswith(m + ".") for m in LIBRARIES) or \
-        "site-packages" in (last.f_code.co_filename or "") and "/pipeline/" not in \
-        last.f_code.co_filename
+    for m in LIBRARIES:
+        if name == m or name.startswith(m + "."):
+            return m.split(".")[0]
+    return ""
+
+
+def _raised_in_library(e: BaseException) -> bool:
+    return bool(_library_of(e))
 
 
 _RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
@@ -255,6 +259,6 @@ def _library_message(what: str, e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     if len(text) > 400:
         text = text[:397] + "..."
-    return (f"Loading or using {what} failed inside {type(e).__module__.split('.')[0]} "
+    return (f"Loading or using {what} failed inside {_library_of(e) or 'a library'} "
             f"({type(e).__name__}: {text}). The files are probably damaged, incomplete or of an "
             "unsupported kind: check or re-download them, or pass another source.")

@@ -184,6 +184,12 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
             assert tree(t / name) == tree(model), "the source model directory was written to"
         return chk
 
+    def model_untouched_but(name):
+        def chk(t):
+            assert not list((t / name).glob(".*")) and (t / name / "model.safetensors").read_bytes() \
+                == (model / "model.safetensors").read_bytes()
+        return chk
+
     def model_in_run(t):
         copy_model(model, t / "mr/bad/prune/model")
 
@@ -281,6 +287,30 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
             assert not list(root.rglob(".*.tmp-*")), "temporary folders must be cleaned"
         return chk
 
+    def full_during_shards(t):
+        """A tmpfs holding a finished run; then filled up to ~300 KiB, so the next tokenize
+        stage (another corpus) runs out of space while pyarrow writes the shards."""
+        if not mount_tmpfs(t / "fs2", "size=48m"):
+            raise RuntimeError("cannot mount tmpfs")
+        analyzed("fs2/art", lambda d: None)(t)
+        with open(t / "fs2" / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        size = (t / "fs2" / "filler").stat().st_size
+        os.truncate(t / "fs2" / "filler", max(0, size - (300 << 10)))
+        return lambda: umount(t / "fs2")
+
+    def previous_kept(t):
+        from pipeline.artifacts import damage, read_done
+
+        d = t / "fs2/art/bad/tokenize"
+        assert damage(d, read_done(d), digests=True) == "", "the previous stage stays intact"
+        assert not list((t / "fs2/art/bad").glob(".*.tmp-*"))
+
     def readonly(t):
         if not mount_tmpfs(t / "ro", "size=1m,ro"):
             raise RuntimeError("cannot mount tmpfs")
@@ -295,6 +325,12 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
     def bad_index(t):
         m = copy_model(model, t / "model_bad_index")
         (m / "model.safetensors.index.json").write_text(json.dumps({"weight_map": [1, 2]}))
+
+    def bad_act(t):
+        m = copy_model(model, t / "model_bad_act")
+        c = json.loads((m / "config.json").read_text())
+        c["hidden_act"] = "no_such_activation"
+        (m / "config.json").write_text(json.dumps(c))
 
     pm = ("--tokenizer", str(model), "--model")
     return [
@@ -457,6 +493,14 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
                         "--set", f'reports_dir="{t / "full_r"}"'), 4,
              ("full/bad", "ENOSPC", "errno 28"), full_disk, nothing_done("full"),
              needs_root_mount=True),
+        Case("analyze", "disk full while pyarrow writes the shards (filled tmpfs)",
+             lambda t: ("--corpus", str(ROOT.parent / "shared" / "data" / "klue_dev.parquet"),
+                        *tk, *MANY, "--until", "tokenize", *own_art(t, "fs2/art")), 4,
+             ("fs2/art/bad/tokenize", "ENOSPC", "nothing was marked done"), full_during_shards,
+             previous_kept, needs_root_mount=True),
+        Case("analyze", "UTF-16 text file",
+             lambda t: ("--corpus", write(t, "utf16.txt", "좋은 영화\n".encode("utf-16")), *tk), 2,
+             ("utf16.txt", "UTF-16", "iconv")),
         Case("analyze", "read-only artifacts folder (read-only tmpfs)",
              lambda t: ("--corpus", ok(t), *tk, "--set", f'artifacts_dir="{t / "ro"}"',
                         "--set", f'reports_dir="{t / "ro_r"}"'), 4,
@@ -464,6 +508,11 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
         Case("prune", "model index naming a shard outside the model folder",
              lambda t: ("--corpus", ok(t), *pm, str(t / "model_outside_index")), 2,
              ("outside the model directory", "../elsewhere.safetensors"), outside_index),
+        Case("prune", "model config.json naming an unknown activation (library error)",
+             lambda t: ("--corpus", many(t), *MANY, *pm, str(t / "model_bad_act"),
+                        "--set", "score.kiwi_max_eojeol_types=100"), 2,
+             ("model_bad_act", "failed inside transformers", "no_such_activation"), bad_act,
+             model_untouched_but("model_bad_act")),
         Case("prune", "model index with a malformed weight_map",
              lambda t: ("--corpus", ok(t), *pm, str(t / "model_bad_index")), 2,
              ("malformed weight_map",), bad_index),
