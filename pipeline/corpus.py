@@ -562,7 +562,7 @@ class HubSource(Source):
 
     def batches(self, batch_size: int) -> Iterator[DocBatch]:
         c = self.cfg
-        batch = DocBatch()
+        batch, chars = DocBatch(), 0
         name = c.source.replace("/", "_")
         for i, rec in enumerate(self.dataset()):
             text = rec.get(c.text_column)
@@ -581,9 +581,10 @@ class HubSource(Source):
                                  "with the column that holds the documents' text.")
             for piece in split_text(text, c.max_doc_bytes):
                 batch.append(str(id_) if id_ is not None else f"{name}:{i}", group, src, piece)
-            if len(batch) >= batch_size:
+                chars += len(piece)
+            if len(batch) >= batch_size or chars >= BATCH_CHARS:
                 yield batch
-                batch = DocBatch()
+                batch, chars = DocBatch(), 0
         if len(batch):
             yield batch
 

@@ -62,11 +62,13 @@ class Run:
         if self._lock is not None:
             return
         from .artifacts import RunLock, is_our_stage
+        from .prune import _is_our_output
         from .safety import claim_dir
 
+        self.check_locations()
         art_root = Path(self.cfg.artifacts_dir).expanduser()
-        claim_dir(self.paths.root, art_root, ours={"run.log"}, is_ours=is_our_stage,
-                  what="Run folder")
+        claim_dir(self.paths.root, art_root, ours={"run.log"},
+                  is_ours=lambda p: is_our_stage(p) or _is_our_output(p), what="Run folder")
         claim_dir(self.paths.reports, Path(self.cfg.reports_dir).expanduser(),
                   ours={"metrics.json", "index.html"}, what="Report folder")
         self._lock = RunLock(self.paths.root).acquire()
@@ -323,18 +325,23 @@ class Run:
         return self.write_metrics()
 
     def check_locations(self) -> None:
-        """Every folder this command writes (run artifacts, reports, --output-dir) is away from
-        a local source model directory: not it, not inside it, not around it."""
+        """Every folder a command writes (run artifacts, reports, --output-dir) is away from
+        every local input directory (the source model, the tokenizer and the corpus directory):
+        not it, not inside it, not around it. Checked before the first write."""
         from .prune import output_dir, source_kind
-
-        if source_kind(self.cfg.prune.model) != "local":
-            return
-        src = Path(self.cfg.prune.model).expanduser().resolve()
-        targets = {"Output directory": output_dir(self.cfg)} if self.cfg.prune.output_dir else {}
-        targets |= {"Artifacts folder": self.paths.root, "Reports folder": self.paths.reports}
         from .safety import check_away_from_source
 
-        check_away_from_source(targets, src)
+        targets = {"Output directory": output_dir(self.cfg)} if self.cfg.prune.output_dir else {}
+        targets |= {"Artifacts folder": self.paths.root, "Reports folder": self.paths.reports}
+        inputs = []
+        if source_kind(self.cfg.prune.model) == "local":
+            inputs.append(("source model directory", self.cfg.prune.model))
+        inputs += [("tokenizer directory", self.cfg.tokenizer.source),
+                   ("corpus directory", self.cfg.corpus.source)]
+        for kind, src in inputs:
+            p = Path(src).expanduser()
+            if kind == "source model directory" or p.is_dir():
+                check_away_from_source(targets, p, kind)
 
     def check_heldout(self) -> None:
         """Verification needs held-out documents: an empty held-out split fails here, with

@@ -119,24 +119,34 @@ _FLAG = {"Output directory": "--output-dir", "Artifacts folder": "artifacts_dir 
          "Reports folder": "reports_dir (or --run)"}
 
 
-def check_away_from_source(targets: dict[str, Path], src: Path) -> None:
-    """No target may be the source model directory, lie inside it or contain it."""
+def check_away_from_source(targets: dict[str, Path], src: Path,
+                           kind: str = "source model directory") -> None:
+    """No target may be an input directory (``kind``: the source model, the tokenizer or the
+    corpus directory), lie inside it or contain it."""
     src = src.resolve()
+    short = {"source model directory": ("the source model is never written to", "model"),
+             "tokenizer directory": ("the pipeline never writes into its inputs", "tokenizer"),
+             "corpus directory": ("the pipeline never writes into its inputs (and would read "
+                                  "its own files back as corpus)", "corpus")}
+    rule, noun = short.get(kind, ("the pipeline never writes into its inputs", "input"))
     for what, t in targets.items():
         t = Path(t).expanduser().resolve()
         flag = _FLAG.get(what, what.lower())
         if t == src or src in t.parents:
             raise InputError(
-                f"{what} {t} is {'the' if t == src else 'inside the'} source model directory "
-                f"{src}; the source model is never written to. Pass another {flag} "
-                "(outside the model directory).")
+                f"{what} {t} is {'the' if t == src else 'inside the'} {kind} {src}; {rule}. "
+                f"Pass another {flag} (outside the {noun} directory).")
         if t in src.parents:
             raise InputError(
-                f"{what} {t} contains the source model directory {src}; writing there could "
-                f"replace the model. Pass another {flag} (outside the model directory).")
+                f"{what} {t} contains the {kind} {src}; writing there could replace the "
+                f"{noun} files. Pass another {flag} (outside the {noun} directory).")
 
 
 # -- ownership ---------------------------------------------------------------------------------
+
+def _empty_dir(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink() and not any(p.iterdir())
+
 
 def _is_our_tmp(name: str) -> bool:
     return name.startswith(".") and bool(_TAG.search(name))
@@ -158,7 +168,7 @@ def claim_dir(d: Path, root: Path, ours: Iterable[str] = (), *, is_ours=None,
     if d.is_dir() and not (d / MARKER).is_file():
         names = set(ours) | {MARKER, ".lock"}
         foreign = sorted(p.name for p in d.iterdir()
-                         if not (p.name in names or _is_our_tmp(p.name)
+                         if not (p.name in names or _is_our_tmp(p.name) or _empty_dir(p)
                                  or (is_ours is not None and is_ours(p))))
         if foreign:
             raise InputError(

@@ -118,6 +118,16 @@ class ShardWriter:
     def close(self) -> None:
         self._close()
 
+    def abort(self) -> None:
+        """Close the open shard file without finishing it, ignoring errors (the stage failed)."""
+        for f in (self.writer, self._sink):
+            try:
+                if f is not None:
+                    f.close()
+            except Exception:  # noqa: BLE001 - already failing; the temp dir is removed
+                pass
+        self.writer = self._sink = None
+
 
 class _Stats:
     def __init__(self, n_examples: int):
@@ -286,6 +296,10 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                     break
             if pending is not None:
                 flush(*pending)
+    except BaseException:
+        for w in writers.values():  # no open file left behind (a full disk, Ctrl-C...)
+            w.abort()
+        raise
     finally:
         if lang_pool is not None:
             lang_pool.close()

@@ -380,6 +380,23 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
              lambda t: ("--corpus", ok(t), *pm, str(t / "m3" / "inner"),
                         "--output-dir", str(t / "m3")), 2,
              ("contains the source model directory",), model_copy("m3/inner")),
+        Case("analyze", "artifacts_dir inside the corpus directory",
+             lambda t: ("--corpus", str(Path(write(t, "corpusdir/a.txt", KO)).parent), *tk,
+                        "--set", f'artifacts_dir="{t / "corpusdir" / "art"}"'), 2,
+             ("inside the corpus directory", "read its own files back")),
+        Case("analyze", "reports_dir inside the tokenizer directory",
+             lambda t: ("--corpus", ok(t), "--tokenizer", str(copy_model(tok, t / "tokdir")),
+                        "--set", f'reports_dir="{t / "tokdir" / "reports"}"'), 2,
+             ("Reports folder", "inside the tokenizer directory"), None,
+             lambda t: tree(t / "tokdir") == tree(tok) or (_ for _ in ()).throw(AssertionError)),
+        Case("analyze", "run folder holding an earlier --output-dir export and empty folders",
+             lambda t: ("--corpus", many(t), *tk, *MANY, *own_art(t, "ex"), "--until",
+                        "tokenize"), 0, (), lambda t: (
+                 write(t, "ex/bad/export/provenance.json", json.dumps(
+                     {"tool": "pipeline", "files": {"config.json": {"bytes": 2}}})),
+                 write(t, "ex/bad/export/config.json", "{}"), (t / "ex/bad/empty").mkdir()) and None,
+             lambda t: (t / "ex/bad/export/config.json").read_text() == "{}" or
+             (_ for _ in ()).throw(AssertionError), show="[tokenize] done"),
         # 2. one writer per run
         Case("analyze", "a second command on a run another command holds",
              lambda t: ("--corpus", ok(t), *tk, *own_art(t, "lk")), 5,
