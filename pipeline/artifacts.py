@@ -88,10 +88,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with _suppress_os():
             tmp.unlink(missing_ok=True)
+        _with_path(e, path)
         raise
+
+
+def _with_path(e: BaseException, path: Path) -> None:
+    """An OSError raised without a file name (a failed write or fsync) names ``path``."""
+    if isinstance(e, OSError) and not e.filename and e.errno:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 
 
 class _suppress_os:
@@ -113,9 +120,10 @@ def write_parquet(table, path: Path) -> None:
     try:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with _suppress_os():
             tmp.unlink(missing_ok=True)
+        _with_path(e, path)
         raise
 
 
@@ -264,8 +272,9 @@ def run_stage(paths: RunPaths, name: str, fp: str, work: Callable[[Path], dict],
 
 
 def is_our_stage(d: Path) -> bool:
-    """A directory the pipeline wrote as a stage (it holds a readable ``_DONE.json``)."""
-    return d.is_dir() and not d.is_symlink() and read_done(d) is not None
+    """A directory the pipeline wrote as a stage (it holds a ``_DONE.json`` file)."""
+    return d.is_dir() and not d.is_symlink() and (d / DONE).is_file() \
+        and not (d / DONE).is_symlink()
 
 
 def _check_replaceable(final: Path, name: str) -> None:
@@ -276,7 +285,8 @@ def _check_replaceable(final: Path, name: str) -> None:
         raise InputError(
             f"{final} (where stage [{name}] goes) is {kind}, not a stage folder the pipeline "
             "wrote; it is not replaced. Move it away, or pass another --run or artifacts_dir.")
-    if final.is_dir() and read_done(final) is None and any(final.iterdir()):
+    # a _DONE.json, even a damaged one, marks a folder the pipeline wrote (it is redone)
+    if final.is_dir() and not os.path.lexists(final / DONE) and any(final.iterdir()):
         raise InputError(
             f"Folder {final} (where stage [{name}] goes) exists and was not written by the "
             f"pipeline (no {DONE}); its files are not replaced. Move it away, or pass another "

@@ -187,7 +187,7 @@ def claim_dir(d: Path, root: Path, ours: Iterable[str] = (), *, is_ours=None,
 # -- environment faults ------------------------------------------------------------------------
 
 DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO,
-               errno.EFBIG, errno.EMFILE, errno.ENFILE}
+               errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.EBUSY}
 
 
 def disk_error(e: OSError) -> DiskError | None:

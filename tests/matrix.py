@@ -239,6 +239,10 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
         data[len(data) // 2] ^= 0xFF
         f.write_bytes(bytes(data))
 
+    def cut_done(d):
+        f = d / "_DONE.json"
+        f.write_bytes(f.read_bytes()[:40])
+
     def redone(name):
         def chk(t):
             from pipeline.artifacts import damage, read_done
@@ -416,6 +420,10 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
              lambda t: ("--corpus", many(t), *tk, *MANY, *own_art(t, "d3"), "--until", "tokenize",
                         "--check-digests"), 0,
              ("damaged", "sha256"), analyzed("d3", flip), redone("d3"), show="damaged"),
+        Case("analyze", "a completed stage whose _DONE.json is truncated",
+             lambda t: ("--corpus", many(t), *tk, *MANY, *own_art(t, "d4"), "--until",
+                        "tokenize"), 0, ("[tokenize] done",), analyzed("d4", cut_done),
+             redone("d4"), show="[tokenize] done"),
         # 4. typed, bounded input
         Case("analyze", "integer text column (Parquet)",
              parquet("ints.parquet", pa.table({"text": [1, 2, 3]})), 2,

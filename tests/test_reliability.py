@@ -53,9 +53,13 @@ def test_matrix(i, tmp_path, tekken_dir, demo_model_dir):
     try:
         args = case.args(tmp_path) if callable(case.args) else case.args
         rc, err = run_case(tmp_path, case.cmd, *args)
+        _assert_case(case, tmp_path, rc, err)
     finally:
         if cleanup:
             cleanup()
+
+
+def _assert_case(case, tmp_path: Path, rc: int, err: str) -> None:
     assert rc == case.rc, err[-3000:]
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
