@@ -4,13 +4,16 @@
 
 Each case builds its bad input in a temporary directory, runs the CLI in-process and records
 the exit code and the one-paragraph message (temporary paths shortened to ``<tmp>``). The same
-cases are asserted in tests/test_bad_input.py and tests/test_prune.py.
+cases are asserted in tests/test_bad_input.py and tests/test_prune.py; the cases of reliability
+round 2 come from tests/matrix.py (asserted, with their aftermath, in tests/test_reliability.py),
+each in its own temporary folder. Run it as root for the disk-full and read-only cases (tmpfs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 KLUE = ROOT.parent / "shared" / "data" / "klue_dev.parquet"
 
 
-def run(cmd: str, tmp: Path, *args: str) -> tuple[int, str]:
+def run(cmd: str, tmp: Path, *args: str, show: str = "", top: Path | None = None) -> tuple[int, str]:
     from pipeline.__main__ import main
 
     err = io.StringIO()
@@ -32,7 +35,13 @@ def run(cmd: str, tmp: Path, *args: str) -> tuple[int, str]:
                    "--set", f'reports_dir="{tmp / "r"}"', *args])
     lines = [ln for ln in err.getvalue().splitlines() if ln.startswith("error: ")]
     msg = lines[0][7:] if lines else "(no error)"
-    return rc, msg.replace(str(tmp), "<tmp>").replace(str(ROOT.parent), "..")
+    if not lines and show:
+        msg = next((ln for ln in err.getvalue().splitlines() if show in ln), msg)
+    msg = msg.replace(str(tmp), "<tmp>").replace(str(top or tmp), "<tmp>")
+    msg = re.sub(r"pid \d+", "pid <pid>", msg)
+    msg = re.sub(r"\.tmp-\d+-\d+", ".tmp-<pid>-<start>", msg)
+    msg = re.sub(r" in \d+\.\ds$", "", msg)  # timings vary
+    return rc, msg.replace(str(ROOT.parent), "..")
 
 
 def cases(tmp: Path, tok: Path, model: Path) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -118,11 +127,37 @@ def main() -> None:
             rc, msg = run(cmd, tmp, *args)  # a case's own --run comes last and wins
             rows.append((cmd, what, rc, msg))
             print(f"{rc} {cmd:8} {what}: {msg[:100]}", file=sys.stderr)
+        sys.path.insert(0, str(ROOT / "tests"))
+        import matrix
+
+        for i, case in enumerate(matrix.cases(tmp, tok, model)):
+            ct = tmp / f"case{i:02d}"
+            ct.mkdir()
+            case = matrix.cases(ct, tok, model)[i]
+            try:
+                cleanup = case.prepare(ct) if case.prepare else None
+            except RuntimeError as e:  # e.g. tmpfs cannot be mounted (not root)
+                rows.append((case.cmd, case.what, "-", f"(not run here: {e})"))
+                continue
+            try:
+                args = case.args(ct) if callable(case.args) else case.args
+                rc, msg = run(case.cmd, ct, *args, show=case.show, top=tmp)
+            finally:
+                if cleanup:
+                    cleanup()
+            assert rc == case.rc, (case.what, rc, msg)
+            rows.append((case.cmd, case.what, rc, msg))
+            print(f"{rc} {case.cmd:8} {case.what}: {msg[:100]}", file=sys.stderr)
     out = ["# Bad input: what happens", "",
            "Every case below was run for real by `docs/make_errors_table.py` (tests assert the same "
-           "cases). Each exits non-zero, prints one paragraph naming the input and what to do, and "
-           "leaves no half-written artifact: stages are written to a temporary directory and "
-           "renamed into place only when complete.", "",
+           "cases: tests/test_bad_input.py, tests/test_prune.py and, with what each case must leave "
+           "untouched, tests/test_reliability.py). Each failing case exits non-zero (2 bad input, "
+           "4 disk fault, 5 run in use by another command), prints one paragraph naming the input "
+           "and what to do, and leaves no half-written artifact: stages are written to a "
+           "temporary directory and renamed into place only when complete. Nothing the pipeline "
+           "did not write is deleted or written into. Rows with exit 0 are faults the pipeline "
+           "repairs by itself (a damaged stage is redone; a killed run's temporary folder is "
+           "removed); their message is the line it prints.", "",
            "| command | bad input | exit | message |", "|---|---|---:|---|"]
     for cmd, what, rc, msg in rows:
         out.append(f"| `{cmd}` | {what} | {rc} | {msg.replace('|', '&#124;')} |")

@@ -29,6 +29,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="Print the resolved config and the stages that would run; run nothing.")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    p.add_argument("--check-digests", action="store_true",
+                   help="Check the sha256 of every file of an up-to-date stage (sizes are always "
+                   "checked); a damaged stage is redone.")
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -98,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        try:
+            return _dispatch(args)
+        except OSError as e:  # a full or read-only disk: one line naming the path and errno
+            from .safety import disk_error
+
+            err = disk_error(e)
+            if err is None:
+                raise
+            raise err from e
     except PipelineError as e:
         # one paragraph, even when a library's message spans several lines
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
@@ -119,7 +130,15 @@ def _dispatch(args) -> int:
     if args.command == "config":
         print(cfg.to_toml(), end="")
         return 0
-    run = Run(cfg, force=args.force, progress=not args.no_progress)
+    run = Run(cfg, force=args.force, progress=not args.no_progress,
+              check_digests=args.check_digests)
+    try:
+        return _run_command(args, cfg, run)
+    finally:
+        run.close()
+
+
+def _run_command(args, cfg, run) -> int:
     if args.dry_run:
         print(cfg.to_toml())
         print(f"# corpus: {run.source.describe()}")

@@ -52,6 +52,10 @@ class CorpusConfig:
                            "by file and contiguous block of `heldout.block_size` documents.")
     max_documents: int = _f(0, "Read at most this many documents (0 = all).", min=0)
     max_bytes: int = _f(0, "Stop after this many UTF-8 bytes of text (0 = all).", min=0)
+    max_doc_bytes: int = _f(1 << 20, "Split a longer document into consecutive pieces of at most "
+                            "this many UTF-8 bytes (at whitespace where possible; same id and "
+                            "group), so one enormous document cannot exhaust memory.",
+                            min=256, max=(1 << 31) - 1)
 
 
 @dataclass(frozen=True)
@@ -234,27 +238,89 @@ def _toml_value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # matched in full (fullmatch)
+
+INT64 = (-(1 << 63), (1 << 63) - 1)
+INT32_MAX = (1 << 31) - 1
+# Integers are bounded where a library bounds them: Arrow string offsets, token ids and row
+# counts are int32; seeds are 32-bit (numpy). Keys not listed here are int32 unless in _INT64.
+_LIBRARY_MAX = {("prune", "demo_seed"): (1 << 32) - 1, ("tokenize", "shard_bytes"): INT32_MAX}
+_INT64 = {("corpus", "max_documents"), ("corpus", "max_bytes"), ("select", "min_count"),
+          ("select", "min_doc_freq")}
+# Element type of list values (and the field whose range each element must respect).
+_ITEMS = {("corpus", "data_files"): (str, None), ("select", "keep_scripts"): (str, None),
+          ("select", "keep_languages"): (str, None),
+          ("sweep", "min_count"): (int, ("select", "min_count")),
+          ("sweep", "target_vocab_size"): (int, ("select", "target_vocab_size"))}
+# Strings that may not be empty (an empty path would mean the current directory).
+_NON_EMPTY = {("", "artifacts_dir"), ("", "reports_dir"), ("", "run"), ("corpus", "source"),
+              ("corpus", "text_column"), ("tokenizer", "source"), ("prune", "model")}
+
+
+def _type_name(t) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list"}.get(t, t.__name__)
 
 
 def _check_value(cls_name: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
+    """Type, range and content of one config value (list elements included); `ConfigError`
+    naming the key, the origin and the value otherwise."""
     where = f"`{cls_name}.{f.name}`" if cls_name else f"`{f.name}`"
+    help_ = f.metadata.get("help", "")
     expected = f.type if isinstance(f.type, type) else eval(f.type)  # noqa: S307 - our own annotations
     if get_origin(expected) is not None:
         expected = get_origin(expected)
+    if expected is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"Config value {where} in {origin} must be a list, got "
+                              f"{type(value).__name__} {value!r}. {help_}")
+        item_type, range_of = _ITEMS.get((cls_name, f.name), (None, None))
+        rf = f
+        if range_of is not None:
+            rf = {x.name: x for x in dataclasses.fields(_SECTION_TYPES[range_of[0]])}[range_of[1]]
+        out = []
+        for i, v in enumerate(value):
+            out.append(_check_scalar(f"{where}[{i}]", cls_name, f.name, item_type, v, rf, origin,
+                                     help_))
+        return out
+    return _check_scalar(where, cls_name, f.name, expected, value, f, origin, help_)
+
+
+def _check_scalar(where: str, section: str, key: str, expected, value: Any, f, origin: str,
+                  help_: str) -> Any:
+    import math
+
+    if expected is None:  # a list of anything scalar
+        if not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"Config value {where} in {origin} must be a plain value, got "
+                              f"{type(value).__name__} {value!r}. {help_}")
+        return value
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+    if (expected in (int, float) and isinstance(value, bool)) or not isinstance(value, expected):
         raise ConfigError(
-            f"Config value {where} in {origin} must be {expected.__name__}, got "
-            f"{type(value).__name__} {value!r}. {f.metadata.get('help', '')}"
-        )
+            f"Config value {where} in {origin} must be {_type_name(expected)}, got "
+            f"{type(value).__name__} {value!r}. {help_}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"Config value {where} in {origin} is {value!r}: it must be a finite "
+                          f"number. {help_}")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigError(f"Config value {where} in {origin} contains a NUL character; "
+                              f"remove it. {help_}")
+        if (section, key) in _NON_EMPTY and not value.strip():
+            raise ConfigError(f"Config value {where} in {origin} may not be empty. {help_}")
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if expected is int:
+        cap = _LIBRARY_MAX.get((section, key), INT64[1] if (section, key) in _INT64
+                               else INT32_MAX)
+        hi = cap if hi is None else min(hi, cap)
+        lo = INT64[0] if lo is None else lo
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         rng = f"between {lo} and {hi}" if lo is not None and hi is not None else (
             f">= {lo}" if lo is not None else f"<= {hi}")
         raise ConfigError(f"Config value {where} = {value!r} in {origin} is out of range: it must "
-                          f"be {rng}. {f.metadata.get('help', '')}")
+                          f"be {rng}. {help_}")
     return value
 
 
@@ -280,8 +346,11 @@ def _build(cls, data: dict, origin: str, name: str = ""):
 
 
 def from_dict(data: dict, origin: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"The config in {origin} must be a table of sections, got "
+                          f"{type(data).__name__}.")
     cfg = _build(Config, data, origin)
-    if not _RUN_NAME.match(cfg.run):
+    if not _RUN_NAME.fullmatch(cfg.run):
         raise ConfigError(
             f"Run name {cfg.run!r} in {origin} is not allowed: use 1-64 letters, digits, `.`, `_` "
             "or `-`, starting with a letter or digit (no `/` or `..`: a run name may not point "

@@ -21,9 +21,13 @@ Groups: the value of ``group_column`` when the data has it; otherwise ``<file>#<
 contiguous blocks of ``heldout.block_size`` documents. The text type (``source`` in the
 shards, used by the fertility table) is the group column's value or the file's stem.
 
-The source is checked (paths exist, text column present, readable) before any work starts.
-Bad data found while reading (invalid UTF-8, a binary file, a truncated Parquet file) raises
-`InputError` naming the file and what to do. It does not normalize, filter or tokenize.
+The source is checked (paths exist, text column present and string-typed, readable) before any
+work starts. Bad data found while reading (invalid UTF-8, a binary file, a truncated Parquet
+file, a non-text value) raises `InputError` naming the file, the row and what to do. A UTF-8 BOM
+at the start of a file is not text. Memory stays bounded whatever the input: a document longer
+than ``[corpus] max_doc_bytes`` is split into consecutive pieces (at whitespace where possible;
+same id and group), and a ``.txt`` line is read in pieces of at most that size, never whole.
+It does not normalize, filter or tokenize.
 """
 
 from __future__ import annotations
@@ -141,11 +145,19 @@ class FileSource(Source):
         if f.stat().st_size == 0:
             return  # an empty file yields no documents; an empty corpus is reported later
         if fmt in ("parquet", "arrow"):
-            cols = _table_columns(f, fmt)
+            schema = _table_schema(f, fmt)
+            cols = schema.names
             if self.cfg.text_column not in cols:
                 raise InputError(
                     f"Text column {self.cfg.text_column!r} is not in {f}. Columns there: "
                     f"{', '.join(cols)}. Pass --text-column with one of them.")
+            typ = schema.field(self.cfg.text_column).type
+            if not _is_text_type(typ):
+                texty = [n for n in cols if _is_text_type(schema.field(n).type)]
+                raise InputError(
+                    f"Text column {self.cfg.text_column!r} of {f} holds {typ} values, not text. "
+                    "Pass --text-column with a string column"
+                    f"{' (' + ', '.join(texty) + ')' if texty else ''}, or convert it to strings.")
         elif fmt == "jsonl":
             first = _first_jsonl_record(f)
             if first is not None and self.cfg.text_column not in first:
@@ -162,10 +174,10 @@ class FileSource(Source):
         for f in self.files:
             for chunk in self._chunks(f):
                 pending.extend(chunk)
-                while len(pending) >= batch_size:
-                    yield pending.take(batch_size)
-        if len(pending):
-            yield pending
+                while len(pending) >= batch_size or _chars(pending.texts) >= BATCH_CHARS:
+                    yield pending.take(_fitting(pending.texts, batch_size))
+        while len(pending):
+            yield pending.take(_fitting(pending.texts, batch_size))
 
     def _chunks(self, f: Path) -> Iterator[DocBatch]:
         """The file's documents in chunks, with ids, groups and text types filled in."""
@@ -174,9 +186,9 @@ class FileSource(Source):
         reader = {"txt": _txt_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks,
                   "arrow": _arrow_chunks}[fmt]
         row = 0
-        for ids, groups, texts in reader(f, self.cfg):
+        for ids, groups, texts, *rows in reader(f, self.cfg):
             n = len(texts)
-            idx = range(row, row + n)
+            idx = rows[0] if rows and rows[0] is not None else range(row, row + n)
             ids = [f"{name}:{i}" if x is None else str(x)
                    for i, x in zip(idx, ids or [None] * n)]
             if groups is None:
@@ -186,25 +198,81 @@ class FileSource(Source):
                 sources = [name if g is None else str(g) for g in groups]
                 groups = [f"{name}#{i // self.block_size}" if g is None else str(g)
                           for i, g in zip(idx, groups)]
-            row += n
-            yield DocBatch(ids, groups, sources, texts)
+            row = (idx[-1] + 1) if n else row
+            yield split_long_documents(DocBatch(ids, groups, sources, texts),
+                                       self.cfg.max_doc_bytes)
 
 
 CHUNK = 8192
+# Text held at once, in characters: a reader's chunk and a batch stop growing at these, so many
+# long documents (each at most max_doc_bytes) never pile up in memory.
+CHUNK_CHARS = 4 << 20
+BATCH_CHARS = 16 << 20
+
+
+def split_text(text: str, max_bytes: int) -> list[str]:
+    """``text`` in consecutive pieces of at most ``max_bytes`` UTF-8 bytes, cut before a
+    whitespace where one lies in the second half of a piece, else at a character boundary."""
+    if len(text) * 4 <= max_bytes:
+        return [text]
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return [text]
+    pieces, start = [], 0
+    while len(data) - start > max_bytes:
+        cut = _cut(data, start, max_bytes)
+        pieces.append(data[start:cut].decode("utf-8"))
+        start = cut
+    pieces.append(data[start:].decode("utf-8"))
+    return pieces
+
+
+def _cut(data: bytes, start: int, max_bytes: int) -> int:
+    """Where to end a piece of ``data`` beginning at ``start`` (at most ``max_bytes`` long)."""
+    end = start + max_bytes
+    ws = max(data.rfind(b" ", start + max_bytes // 2, end), data.rfind(b"\n", start + max_bytes // 2, end),
+             data.rfind(b"\t", start + max_bytes // 2, end))
+    if ws > start:
+        return ws
+    while end > start + 1 and (data[end] & 0xC0) == 0x80:  # not inside a UTF-8 character
+        end -= 1
+    return end
+
+
+def split_long_documents(batch: DocBatch, max_bytes: int) -> DocBatch:
+    """Split every document longer than ``max_bytes`` into consecutive pieces (same id, group
+    and text type), so the tokenizer never sees an unbounded document."""
+    if not max_bytes or all(len(t) * 4 <= max_bytes for t in batch.texts):
+        return batch
+    out = DocBatch()
+    for i, t in enumerate(batch.texts):
+        for piece in split_text(t, max_bytes):
+            out.append(batch.ids[i], batch.groups[i], batch.sources[i], piece)
+    return out
 
 
 def _chunked(rows, with_meta: bool):
-    """Group (id, group, text) rows into (ids, groups, texts) lists of CHUNK rows."""
-    ids, groups, texts = [], [], []
-    for id_, group, text in rows:
+    """Group (id, group, text[, row]) rows into (ids, groups, texts, rows) lists of CHUNK
+    rows (``rows`` None when every row is one document)."""
+    ids, groups, texts, keys = [], [], [], []
+    chars = 0
+    for id_, group, text, *key in rows:
         ids.append(id_)
         groups.append(group)
         texts.append(text)
-        if len(texts) >= CHUNK:
-            yield (ids, groups, texts) if with_meta else (None, None, texts)
-            ids, groups, texts = [], [], []
+        keys.append(key[0] if key else None)
+        chars += len(text)
+        if len(texts) >= CHUNK or chars >= CHUNK_CHARS:
+            yield _pack(ids, groups, texts, keys, with_meta)
+            ids, groups, texts, keys = [], [], [], []
+            chars = 0
     if texts:
-        yield (ids, groups, texts) if with_meta else (None, None, texts)
+        yield _pack(ids, groups, texts, keys, with_meta)
+
+
+def _pack(ids, groups, texts, keys, with_meta):
+    keys = None if keys[0] is None else keys
+    return (ids, groups, texts, keys) if with_meta else (None, None, texts, keys)
 
 
 def _display_name(f: Path, embedded: bool) -> str:
@@ -212,6 +280,9 @@ def _display_name(f: Path, embedded: bool) -> str:
 
 
 def _check_not_binary(head: bytes, f: Path) -> None:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{f} is UTF-16 text (it starts with a UTF-16 byte-order mark), not "
+                         "UTF-8. Convert it to UTF-8 (e.g. `iconv -f utf-16 -t utf-8`).")
     if b"\x00" in head:
         raise InputError(f"{f} looks like a binary file (it contains NUL bytes), not text. "
                          "Pass .txt/.jsonl/.parquet/.arrow files with Korean text.")
@@ -225,27 +296,58 @@ def _jsonl_chunks(f: Path, cfg):
     return _chunked(_jsonl_rows(f, cfg), with_meta=True)
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def _txt_rows(f: Path, cfg):
+    """(None, None, text, document index) per non-blank line, a line longer than
+    ``max_doc_bytes`` in consecutive pieces: no more than ~2 x max_doc_bytes is ever held."""
+    limit = cfg.max_doc_bytes
+    doc = -1
+    lineno, offset, buf, counted = 0, 0, b"", False
     with open(f, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
+        while True:
+            raw = fh.readline(limit)
+            if lineno == 0 and not buf and raw.startswith(BOM):
+                raw = raw[len(BOM):]  # a byte-order mark is not text
+            if not buf:
+                lineno += 1
+                offset, counted = 0, False
             if b"\x00" in raw:
                 _check_not_binary(raw, f)
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(
-                    f"{f} line {lineno} is not valid UTF-8 (byte {e.start}: "
-                    f"{raw[e.start:e.start + 4]!r}). Convert the file to UTF-8 (e.g. "
-                    "`iconv -f cp949 -t utf-8`) or remove the line.") from e
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield None, None, line
+            buf += raw
+            end = not raw or raw.endswith(b"\n")
+            while len(buf) > limit or (end and buf):
+                cut = len(buf) if len(buf) <= limit else _cut(buf, 0, limit)
+                piece, buf = buf[:cut], buf[cut:]
+                line = _decode_line(piece, f, lineno, offset)
+                offset += len(piece)
+                if end and not buf:
+                    line = line.rstrip("\r\n")
+                if line.strip():
+                    if not counted:
+                        doc, counted = doc + 1, True
+                    yield None, None, line, doc
+            if not raw:
+                return
+
+
+def _decode_line(piece: bytes, f: Path, lineno: int, offset: int) -> str:
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{f} line {lineno} is not valid UTF-8 (byte {offset + e.start}: "
+            f"{piece[e.start:e.start + 4]!r}). Convert the file to UTF-8 (e.g. "
+            "`iconv -f cp949 -t utf-8`) or remove the line.") from e
 
 
 def _jsonl_rows(f: Path, cfg):
     col, idc, gc = cfg.text_column, cfg.id_column, cfg.group_column
     with open(f, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]  # a byte-order mark is not text
             if not raw.strip():
                 continue
             try:
@@ -265,18 +367,34 @@ def _jsonl_rows(f: Path, cfg):
                 continue
             if not isinstance(text, str):
                 raise InputError(f"{f} line {lineno}: column {col!r} holds "
-                                 f"{type(text).__name__}, not text.")
+                                 f"{type(text).__name__} {str(text)[:40]!r}, not text. Pass "
+                                 "--text-column with the key that holds the documents' text, or "
+                                 "fix that record.")
             yield rec.get(idc), rec.get(gc), text
 
 
+def _is_text_type(t) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_null(t)
+            or getattr(pa.types, "is_string_view", lambda _: False)(t))
+
+
 def _table_columns(f: Path, fmt: str) -> list[str]:
+    return _table_schema(f, fmt).names
+
+
+def _table_schema(f: Path, fmt: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         if fmt == "parquet":
-            return pq.ParquetFile(f).schema_arrow.names
-        return _open_arrow(f).schema.names
+            return pq.ParquetFile(f).schema_arrow
+        return _open_arrow(f).schema
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{f} is not a readable {fmt} file ({e}). It may be truncated or "
                          "corrupt: re-download or re-export it.") from e
@@ -294,11 +412,14 @@ def _open_arrow(f: Path):
 def _record_batch_chunks(batches, f: Path, cfg):
     import pyarrow as pa
 
+    row = 0
     try:
         for rb in batches:
             names = rb.schema.names
             col = lambda c: rb.column(names.index(c)).to_pylist() if c in names else None  # noqa: E731
-            texts, ids, groups = col(cfg.text_column), col(cfg.id_column), col(cfg.group_column)
+            texts = _text_values(rb.column(names.index(cfg.text_column)), f, cfg, row)
+            ids, groups = col(cfg.id_column), col(cfg.group_column)
+            row += rb.num_rows
             if any(t is None or isinstance(t, bytes) for t in texts):
                 keep = [i for i, t in enumerate(texts) if t is not None]
                 texts = [_as_text(texts[i], f, cfg) for i in keep]
@@ -309,6 +430,33 @@ def _record_batch_chunks(batches, f: Path, cfg):
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{f} could not be read to the end ({e}). The file is truncated or "
                          "corrupt: re-download or re-export it.") from e
+
+
+def _text_values(arr, f: Path, cfg, row0: int) -> list:
+    """The text column of one record batch as Python values; invalid UTF-8 inside a string
+    column is an error naming the file and the row."""
+    import pyarrow as pa
+
+    if not _is_text_type(arr.type):
+        raise InputError(f"Text column {cfg.text_column!r} of {f} holds {arr.type} values, not "
+                         "text. Pass --text-column with a string column.")
+    try:
+        return arr.to_pylist()
+    except UnicodeDecodeError as e:
+        raw = arr.dictionary if pa.types.is_dictionary(arr.type) else arr
+        vals = raw.view(pa.binary() if not pa.types.is_large_string(raw.type)
+                        else pa.large_binary()).to_pylist()
+        for i, v in enumerate(vals):
+            try:
+                v is None or v.decode("utf-8")
+            except UnicodeDecodeError as e2:
+                where = f"row {row0 + i}" if raw is arr else "a dictionary value"
+                raise InputError(
+                    f"{f} {where}: column {cfg.text_column!r} holds bytes that are not valid "
+                    f"UTF-8 (byte {e2.start}: {v[e2.start:e2.start + 4]!r}). Re-encode the text "
+                    "as UTF-8 or drop that row.") from e
+        raise InputError(f"{f}: column {cfg.text_column!r} holds invalid UTF-8 ({e}). Re-encode "
+                         "the text as UTF-8.") from e
 
 
 def _as_text(t, f: Path, cfg) -> str:
@@ -347,6 +495,8 @@ def _arrow_chunks(f: Path, cfg):
 def _first_jsonl_record(f: Path):
     with open(f, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
+            if lineno == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
             if raw.strip():
                 _check_not_binary(raw, f)
                 try:
@@ -382,6 +532,21 @@ class EmbeddedSource(FileSource):
         for b in super()._chunks(f):
             b.sources = [g.split("#", 1)[0] for g in b.sources]
             yield b
+
+
+def _chars(texts: list[str]) -> int:
+    return sum(map(len, texts))
+
+
+def _fitting(texts: list[str], batch_size: int) -> int:
+    """How many leading documents make a batch: at most ``batch_size``, and no more text than
+    `BATCH_CHARS` (at least one document)."""
+    total = 0
+    for i, t in enumerate(texts[:batch_size]):
+        total += len(t)
+        if total > BATCH_CHARS:
+            return max(1, i)
+    return min(batch_size, len(texts))
 
 
 class HubSource(Source):
@@ -435,7 +600,7 @@ class HubSource(Source):
 
     def batches(self, batch_size: int) -> Iterator[DocBatch]:
         c = self.cfg
-        batch = DocBatch()
+        batch, chars = DocBatch(), 0
         name = c.source.replace("/", "_")
         for i, rec in enumerate(self.dataset()):
             text = rec.get(c.text_column)
@@ -448,10 +613,16 @@ class HubSource(Source):
             src = str(group) if group is not None else name
             group = str(group) if group is not None else f"{name}#{i // self.block_size}"
             id_ = rec.get(c.id_column)
-            batch.append(str(id_) if id_ is not None else f"{name}:{i}", group, src, text)
-            if len(batch) >= batch_size:
+            if not isinstance(text, str):
+                raise InputError(f"Record {i} of {self.describe()}: column {c.text_column!r} "
+                                 f"holds {type(text).__name__}, not text. Pass --text-column "
+                                 "with the column that holds the documents' text.")
+            for piece in split_text(text, c.max_doc_bytes):
+                batch.append(str(id_) if id_ is not None else f"{name}:{i}", group, src, piece)
+                chars += len(piece)
+            if len(batch) >= batch_size or chars >= BATCH_CHARS:
                 yield batch
-                batch = DocBatch()
+                batch, chars = DocBatch(), 0
         if len(batch):
             yield batch
 

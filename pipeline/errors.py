@@ -20,3 +20,9 @@ class ConfigError(PipelineError):
 
 class InputError(PipelineError):
     """A corpus, tokenizer or model given as input cannot be used."""
+
+
+class RunBusy(PipelineError):
+    """Another command holds the run's lock."""
+
+    exit_code = 5

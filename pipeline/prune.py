@@ -4,7 +4,7 @@ What it does, for ``python -m pipeline prune``:
 
 1. `check_prune_inputs` (before any analysis work): the output directory is neither the source
    model directory, nor inside it, nor holding it, and is free (absent, empty, or an earlier
-   output of this tool); a local model directory has a config, readable weights and a
+   output of this tool holding exactly the files its provenance lists); a local model directory has a config, readable weights and a
    tokenizer that is the analyzed one; the analyzed tokenizer is of a supported kind.
 2. `prune_stage` (inside `pipeline.artifacts.run_stage`, so it writes to a temporary stage
    directory that is renamed into place when complete): loads the analyzed tokenizer and
@@ -23,7 +23,8 @@ Output directory layout (``prune/model/`` and ``output_dir``)::
     id_map.json        {"old_vocab_size", "old_model_rows", "new_vocab_size", "new_model_rows",
                         "kept_old_ids"}: new id i is old id kept_old_ids[i]
     provenance.json    source model, demo label, corpus, config, thresholds, kept/dropped
-                       counts and reasons, tool version, sha256 of every input
+                       counts and reasons, tool version, sha256 of every input, and
+                       ``files``: the size and sha256 of every other file of the folder
 
 No timestamp or machine-specific path (artifacts or reports directory) goes into these files:
 the same inputs give byte-identical files. Timings go to ``run.log``.
@@ -188,22 +189,57 @@ def _check_output_location(out: Path, src: Path) -> None:
             "output would replace it. Pass another --output-dir (outside the model directory).")
 
 
-def _is_our_output(d: Path) -> bool:
+def _output_listing(d: Path) -> dict | None:
+    """The ``files`` its provenance.json lists, when ``d`` holds an output of this tool."""
     try:
-        return json.loads((d / PROVENANCE).read_text(encoding="utf-8")).get("tool") == TOOL
-    except (OSError, ValueError, AttributeError):
-        return False
+        prov = json.loads((d / PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(prov, dict) or prov.get("tool") != TOOL:
+        return None
+    files = prov.get("files")
+    return files if isinstance(files, dict) else None
+
+
+def _foreign_files(d: Path) -> str:
+    """'' when ``d`` holds exactly the files its provenance lists (with their sizes): an
+    earlier output of this tool that may be replaced; else what is there besides."""
+    listing = _output_listing(d)
+    if listing is None:
+        return ("it does not hold an earlier output of this tool (no provenance.json listing "
+                "its files)")
+    expected = set(listing) | {PROVENANCE}
+    present = {p.name for p in d.iterdir()}
+    extra = sorted(present - expected)
+    if extra:
+        return f"it holds files the earlier output did not write ({', '.join(extra[:5])})"
+    for name in sorted(present):
+        p = d / name
+        if p.is_symlink() or not p.is_file():
+            return f"{name} is not a regular file the pipeline wrote"
+        if name in listing and p.stat().st_size != listing[name].get("bytes"):
+            return f"{name} was changed since the pipeline wrote it"
+    return ""
+
+
+def _is_our_output(d: Path) -> bool:
+    return d.is_dir() and not _foreign_files(d)
 
 
 def _check_output_free(out: Path) -> None:
+    if out.is_symlink():
+        raise InputError(f"Output directory {out} is a symbolic link; the pipeline does not "
+                         "replace links. Pass the real directory or another --output-dir.")
     if out.exists() and not out.is_dir():
         raise InputError(f"Output directory {out} exists and is a file. Pass a directory path "
                          "as --output-dir.")
-    if out.is_dir() and any(out.iterdir()) and not _is_our_output(out):
-        raise InputError(
-            f"Output directory {out} exists, is not empty and does not hold an earlier output of "
-            "this tool (no provenance.json), so it is not replaced. Remove it or pass another "
-            "--output-dir.")
+    if out.is_dir() and any(out.iterdir()):
+        why = _foreign_files(out)
+        if why:
+            raise InputError(
+                f"Output directory {out} exists, is not empty and {why}, so it is not replaced: "
+                "nothing the pipeline did not write is ever deleted. Move those files away, or "
+                "pass another --output-dir.")
 
 
 def _require_tokenizer_files(src: Path) -> None:
@@ -394,6 +430,9 @@ def _write_pruned(run, out: Path, tok, model, kept: np.ndarray, prov: dict,
               "new_model_rows": int(model.get_input_embeddings().weight.shape[0]),
               "kept_old_ids": kept.tolist()}
     (out / ID_MAP).write_text(json.dumps(id_map, sort_keys=True) + "\n", encoding="utf-8")
+    # every file beside it: an output folder is replaced only when it holds exactly these
+    prov["files"] = {f.name: {"bytes": f.stat().st_size, "sha256": file_digest(f)}
+                     for f in sorted(out.iterdir()) if f.is_file()}
     write_json(out / PROVENANCE, prov)
     _usual_modes(out)
 
@@ -596,12 +635,15 @@ def _input_hashes(run, keep_path: Path) -> dict:
 
 def export_output(run, stage_dir: Path) -> Path | None:
     """Copy ``<stage_dir>/model`` to ``[prune] output_dir`` (temporary sibling + rename) unless
-    it already holds the same files; return the output path (None when unset)."""
-    from .surgery.model import write_dir_atomically
+    it already holds the same files; return the output path (None when unset). Temporary
+    folders of an interrupted earlier export (owner process gone) are removed first."""
+    from .artifacts import replace_dir
+    from .safety import remove_stale
 
     out = output_dir(run.cfg)
     if out is None:
         return None
+    remove_stale(out)
     src = stage_dir / MODEL_SUBDIR
     if _same_files(src, out):
         run.say(f"[prune] output {out} up to date")
@@ -611,8 +653,9 @@ def export_output(run, stage_dir: Path) -> Path | None:
     def copy(tmp: Path) -> None:
         for f in sorted(src.iterdir()):
             shutil.copy2(f, tmp / f.name)
+        _usual_modes(tmp)
 
-    write_dir_atomically(out, lambda tmp: (copy(tmp), _usual_modes(tmp)), overwrite=True)
+    replace_dir(out, copy)
     run.paths.log(f"[prune] model copied to {out}")
     run.say(f"[prune] model written to {out}")
     return out

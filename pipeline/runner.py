@@ -32,7 +32,7 @@ from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
 VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "select": 1,
-            "sweep": 1, "prune": 1}
+            "sweep": 1, "prune": 2}  # prune 2: provenance lists the output's files
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "select"]
 ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune"]
 # Files of a save_pretrained directory that define its tokenizer (config.json too: AutoTokenizer
@@ -45,13 +45,39 @@ TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 class Run:
     def __init__(self, cfg: Config, *, force: bool = False, progress: bool = True,
-                 say=None):
+                 say=None, check_digests: bool = False):
         self.cfg = cfg
         self.paths = RunPaths.from_config(cfg)
         self.force = force
         self.progress = progress
+        self.check_digests = check_digests  # up-to-date stages: sha256 of every file, not sizes
         self.say = say or (lambda m: print(m, file=sys.stderr))
         self._ran: dict[str, Path] = {}
+        self._lock = None
+
+    # -- one writer per run ---------------------------------------------------------------------
+    def lock(self) -> None:
+        """Claim the run's folders (ours, or new) and take its lock; before the first write.
+        `RunBusy` when another process holds it (see `pipeline.artifacts.RunLock`)."""
+        if self._lock is not None:
+            return
+        from .artifacts import RunLock, is_our_stage
+        from .prune import _is_our_output
+        from .safety import claim_dir
+
+        self.check_locations()
+        art_root = Path(self.cfg.artifacts_dir).expanduser()
+        claim_dir(self.paths.root, art_root, ours={"run.log"},
+                  is_ours=lambda p: is_our_stage(p) or _is_our_output(p), what="Run folder")
+        claim_dir(self.paths.reports, Path(self.cfg.reports_dir).expanduser(),
+                  ours={"metrics.json", "index.html"}, what="Report folder")
+        self._lock = RunLock(self.paths.root).acquire()
+
+    def close(self) -> None:
+        """Release the run's lock (also released when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- fingerprints (cheap: no stage output is read) ----------------------------------------
     @functools.cached_property
@@ -105,20 +131,23 @@ class Run:
     def _run(self, name: str, work) -> Path:
         """Run (or skip) a stage at most once per command, even with --force."""
         if name not in self._ran:
+            self.lock()
             self._ran[name] = run_stage(self.paths, name, self.fp(name), work, force=self.force,
-                                        say=self.say)[0]
+                                        say=self.say, digests=self.check_digests)[0]
         return self._ran[name]
 
     def tokenizer(self):
         """The run's tokenizer, loaded from its saved copy (saved on first use)."""
 
         def work(tmp: Path) -> dict:
+            from .safety import library_errors
             from .tokenizer_io import load_tokenizer
 
             tok = load_tokenizer(self.cfg.tokenizer.source,
                                  trust_remote_code=self.cfg.tokenizer.trust_remote_code,
                                  say=self.say)
-            tok.save_pretrained(str(tmp))
+            with library_errors(f"saving tokenizer `{self.cfg.tokenizer.source}`", tmp):
+                tok.save_pretrained(str(tmp))
             return {"tokenizer": {"source": self.cfg.tokenizer.source,
                                   "class": type(tok).__name__}, "vocab": {"before": len(tok)}}
 
@@ -272,12 +301,14 @@ class Run:
     def analyze(self, until: str | None = None) -> dict:
         """Run the analysis stages (up to and including ``until``, default all)."""
         self.check()
+        self.lock()
         {"tokenize": self.tokenize, "count": self.count, "score": self.score,
          "select": self.select, None: self.select}[until]()
         return self.write_metrics()
 
     def run_sweep(self) -> dict:
         self.check()
+        self.lock()
         self.select()
         self.sweep()
         return self.write_metrics()
@@ -290,13 +321,59 @@ class Run:
 
     def run_prune(self) -> dict:
         from .prune import check_prune_inputs, export_output, prune_stage
+        from .safety import library_errors
 
+        self.check_locations()  # nothing is written near the source model: before anything
         self.check()
         check_prune_inputs(self)  # model source, output dir, tokenizer: before any analysis
+        self.lock()
         self.select()
-        d = self._run("prune", lambda tmp: prune_stage(self, tmp))
+        self.check_heldout()
+        with library_errors(f"model `{self.cfg.prune.model}`"):
+            d = self._run("prune", lambda tmp: prune_stage(self, tmp))
         export_output(self, d)
         return self.write_metrics()
+
+    def check_locations(self) -> None:
+        """Every folder a command writes (run artifacts, reports, --output-dir) is away from
+        every local input directory (the source model, the tokenizer and the corpus directory):
+        not it, not inside it, not around it. Checked before the first write."""
+        from .prune import output_dir, source_kind
+        from .safety import check_away_from_source
+
+        targets = {"Output directory": output_dir(self.cfg)} if self.cfg.prune.output_dir else {}
+        targets |= {"Artifacts folder": self.paths.root, "Reports folder": self.paths.reports}
+        inputs = []
+        kind = source_kind(self.cfg.prune.model)
+        if kind == "local":
+            inputs.append(("source model directory", self.cfg.prune.model))
+        elif kind == "gguf":  # the user's GGUF (file or folder) and its converted copy
+            from .models import BUILTINS, converted_dir
+
+            if self.cfg.prune.model not in BUILTINS:
+                inputs.append(("source model directory", self.cfg.prune.model))
+            inputs.append(("source model directory", str(converted_dir(self.cfg.prune.model))))
+        inputs += [("tokenizer directory", self.cfg.tokenizer.source),
+                   ("corpus directory", self.cfg.corpus.source)]
+        for kind, src in inputs:
+            p = Path(src).expanduser()
+            if kind == "source model directory" or p.is_dir():
+                check_away_from_source(targets, p, kind)
+
+    def check_heldout(self) -> None:
+        """Verification needs held-out documents: an empty held-out split fails here, with
+        what to change."""
+        from .artifacts import stage_metrics
+
+        h = stage_metrics(self.paths.stage("tokenize")).get("heldout", {})
+        if not h.get("documents"):
+            hc = self.cfg.heldout
+            raise InputError(
+                f"The held-out split of run '{self.cfg.run}' is empty (heldout.fraction = "
+                f"{hc.fraction}, salt {hc.salt!r}, group column "
+                f"{self.cfg.corpus.group_column!r}), so the pruned model could not be verified "
+                "on any document. Raise [heldout] fraction, change [heldout] salt, or give the "
+                "corpus a finer [corpus] group_column (more groups), then rerun.")
 
     def report(self) -> Path:
         from .report import write_report
@@ -308,7 +385,9 @@ class Run:
                          "corpus": self.source.describe(),
                          "tokenizer": self.cfg.tokenizer.source}}
         # only stages that are up to date with this config: never report a stale selection
-        current = [s for s in ALL_STAGES if is_done(self.paths.stage(s), self.fp(s))]
+        self.lock()
+        current = [s for s in ALL_STAGES
+                   if is_done(self.paths.stage(s), self.fp(s), self.check_digests)]
         return merge_metrics(self.paths, current, extra)
 
     def plan(self, command: str = "analyze") -> list[tuple[str, str]]:
@@ -316,7 +395,7 @@ class Run:
         extra = {"sweep": ["sweep"], "prune": ["prune"]}.get(command, [])
         out = []
         for s in ANALYZE_STAGES + extra:
-            done = is_done(self.paths.stage(s), self.fp(s)) and not self.force
+            done = is_done(self.paths.stage(s), self.fp(s), self.check_digests) and not self.force
             out.append((s, "up to date" if done else "would run"))
         return out
 

@@ -118,6 +118,16 @@ class ShardWriter:
     def close(self) -> None:
         self._close()
 
+    def abort(self) -> None:
+        """Close the open shard file without finishing it, ignoring errors (the stage failed)."""
+        for f in (self.writer, self._sink):
+            try:
+                if f is not None:
+                    f.close()
+            except Exception:  # noqa: BLE001 - already failing; the temp dir is removed
+                pass
+        self.writer = self._sink = None
+
 
 class _Stats:
     def __init__(self, n_examples: int):
@@ -133,7 +143,7 @@ def _normalize(batch: DocBatch, stats: _Stats) -> tuple[list[str], list[int]]:
     """NFC-normalize; skip blank documents. Returns the texts and their positions in the batch."""
     texts, keep_idx = [], []
     for i, t in enumerate(batch.texts):
-        t = unicodedata.normalize("NFC", t)
+        t = unicodedata.normalize("NFC", t).lstrip("\ufeff")  # a byte-order mark is not text
         if t.strip():
             texts.append(t)
             keep_idx.append(i)
@@ -191,8 +201,15 @@ def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], lang_re
     return cols, heldout, sel
 
 
-def _encode(tok, texts: list[str]) -> pa.ListArray:
-    encs = tok.encode_batch_fast(texts, add_special_tokens=False)
+def _encode(tok, texts: list[str], source: str = "") -> pa.ListArray:
+    try:
+        encs = tok.encode_batch_fast(texts, add_special_tokens=False)
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception from Rust
+        raise InputError(
+            f"Tokenizer `{source}` failed on the corpus ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]}). The tokenizer is broken or incomplete (e.g. its "
+            "unknown token is missing from the vocabulary): repair it or pass another "
+            "--tokenizer.") from e
     return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
 
 
@@ -240,6 +257,13 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
         if len(sel) < len(texts):
             ids = ids.take(pa.array(sel, type=pa.int64()))
         table = _to_table(cols, ids)
+        if table.num_rows and not pc.max(table.column("n_tokens")).as_py():
+            raise InputError(
+                f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {table.num_rows} "
+                f"non-empty documents of a batch (e.g. document {cols['doc_id'][0]!r}: "
+                f"{cols['text'][0][:60]!r}); it drops the text instead of encoding it (no "
+                "matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
+                "that covers Korean text.")
         for split, mask in (("train", ~heldout), ("heldout", heldout)):
             part = table.filter(pa.array(mask)) if not mask.all() else table
             if part.num_rows:
@@ -263,7 +287,7 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                 texts, keep_idx = _normalize(batch, stats)
                 if texts:
                     lfut = lang_pool.submit(texts) if lang_pool is not None else None
-                    efut = enc_pool.submit(_encode, backend, texts)
+                    efut = enc_pool.submit(_encode, backend, texts, cfg.tokenizer.source)
                     if pending is not None:
                         flush(*pending)
                     pending = (batch, texts, keep_idx, lfut, efut)
@@ -272,6 +296,10 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                     break
             if pending is not None:
                 flush(*pending)
+    except BaseException:
+        for w in writers.values():  # no open file left behind (a full disk, Ctrl-C...)
+            w.abort()
+        raise
     finally:
         if lang_pool is not None:
             lang_pool.close()

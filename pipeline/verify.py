@@ -314,13 +314,30 @@ def summarize(m: dict, n_kept: int, vc) -> dict:
         "chat_template": None if not ct.get("rendered")
         else ct["same_text"] and (ct["roundtrip_ok"] or not ct["roundtrip_ok_original"]),
     }
+    if not h["documents_verified"]:  # nothing was compared: no check may count as passed
+        checks["roundtrip_no_regression"] = None
     done = {k: bool(v) for k, v in checks.items() if v is not None}
-    return {"passed": all(done.values()), "checks": done,
+    # honest: "passed" only when every document check ran on at least one document
+    not_run = sorted(k for k in DOCUMENT_CHECKS if checks[k] is None)
+    return {"passed": all(done.values()) and not not_run, "checks": done, "not_run": not_run,
             "skipped": sorted(k for k, v in checks.items() if v is None)}
+
+
+#: Checks that compare the original and pruned model/tokenizer on documents or sequences.
+DOCUMENT_CHECKS = ("identical_ratio_matches_select", "roundtrip_no_regression",
+                   "fertility_matches_select", "logits_within_tolerance", "greedy_agreement")
 
 
 def _failure_message(m: dict) -> str:
     failed = [k for k, ok in m["verify"]["checks"].items() if not ok]
+    not_run = m["verify"].get("not_run") or []
+    if not failed and not_run:
+        return (f"Verification of the pruned model did not run: {', '.join(not_run)} compared "
+                f"no document ({m['heldout']['documents_verified']} held-out document(s), "
+                f"{m['logits']['sequences']} logit sequence(s), {m['generate']['prompts']} "
+                "prompt(s)), so nothing proves the pruned model equivalent. Raise [verify] "
+                "logit_docs / generate_prompts / generate_steps, or [heldout] fraction (or change "
+                "its salt or the group column), then rerun. Nothing was written.")
     h, f, lg = m["heldout"], m["fertility"], m["logits"]
     return (f"Verification of the pruned model failed: {', '.join(failed)} (held-out identical "
             f"{h['identical_ratio']} vs select estimate {h['identical_share_selected']}; "

@@ -39,7 +39,7 @@ def shard_table(files: list[Path]) -> pa.Table:
 
 def stage_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "run.log"}
+            if p.is_file() and p.name not in ("run.log", ".lock")}
 
 
 # KLUE dev has only 14 groups (task/origin): hold out about half of them.
@@ -100,18 +100,18 @@ def test_heldout_groups_never_overlap_counted_groups(klue_run):
 def test_rerun_is_noop_and_force_is_byte_identical(klue_run, tekken_dir, capsys):
     p = paths(klue_run)
     before = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in p.root.rglob("*")
-              if f.is_file() and f.name != "run.log"}
+              if f.is_file() and f.name not in ("run.log", ".lock")}
     assert analyze(klue_run, *KLUE_ARGS, "--tokenizer", str(tekken_dir)) == 0
     err = capsys.readouterr().err
     for stage in ("tokenizer", "tokenize", "count"):
         assert f"[{stage}] up to date, skipped" in err
     after = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in p.root.rglob("*")
-             if f.is_file() and f.name != "run.log"}
+             if f.is_file() and f.name not in ("run.log", ".lock")}
     assert after == before
     assert analyze(klue_run, *KLUE_ARGS, "--tokenizer", str(tekken_dir),
                    "--force") == 0
     assert {f: b for f, (_, b) in before.items()} == {
-        f: f.read_bytes() for f in p.root.rglob("*") if f.is_file() and f.name != "run.log"}
+        f: f.read_bytes() for f in p.root.rglob("*") if f.is_file() and f.name not in ("run.log", ".lock")}
 
 
 def test_artifacts_byte_identical_across_runs(klue_run, tekken_dir, tmp_path):

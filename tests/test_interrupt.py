@@ -65,7 +65,7 @@ def _assert_no_fake_complete(run_dir: Path) -> None:
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "run.log"}
+            if p.is_file() and p.name not in ("run.log", ".lock")}
 
 
 def test_sigkill_in_every_stage_then_rerun_is_byte_identical(tmp_path, tekken):

@@ -139,6 +139,17 @@ def _shards_from_index(index: Path) -> list[Path]:
             f"Safetensors index {index} is unreadable ({type(e).__name__}: {e}). Download or "
             "copy the model again."
         ) from e
+    if not isinstance(weight_map, dict) or not all(isinstance(n, str) for n in weight_map.values()):
+        raise InputError(f"Safetensors index {index} has a malformed weight_map (it must map "
+                         "tensor names to shard file names). Download or copy the model again.")
+    # lexically: a hub-cache snapshot's files are symlinks into its blobs folder, which is fine
+    outside = sorted({n for n in weight_map.values() if Path(n).is_absolute() or
+                      os.path.normpath(n).split(os.sep)[0] in ("..", "") or "\x00" in n})
+    if outside:
+        raise InputError(
+            f"Safetensors index {index} names shard files outside the model directory "
+            f"({', '.join(outside[:3])}); only files inside {index.parent} are read. Download or "
+            "copy the complete model into one directory.")
     shards = sorted({index.parent / name for name in weight_map.values()})
     missing = [s.name for s in shards if not s.is_file()]
     if missing:
