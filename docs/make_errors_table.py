@@ -32,7 +32,9 @@ def run(cmd: str, tmp: Path, *args: str, show: str = "", top: Path | None = None
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main([cmd, "--no-progress", "--run", "bad", "--set", f'artifacts_dir="{tmp / "a"}"',
-                   "--set", f'reports_dir="{tmp / "r"}"', *args])
+                   "--set", f'reports_dir="{tmp / "r"}"',
+                   # the fast demo model (and its Tekken tokenizer) unless a case names another
+                   "--set", 'prune.model="demo"', *args])
     lines = [ln for ln in err.getvalue().splitlines() if ln.startswith("error: ")]
     msg = lines[0][7:] if lines else "(no error)"
     if not lines and show:

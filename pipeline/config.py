@@ -157,14 +157,14 @@ class VerifyConfig:
     generate_steps: int = _f(8, "Greedy steps per prompt.", min=0)
     logit_tolerance: float = _f(1e-5, "Largest allowed |original - pruned| logit (fp32) on "
                                 "sequences of kept tokens.", min=0.0, max=1.0)
-    eval_tokens: int = _f(4096, "Token budget of the model evaluation (bits per byte, top-1 "
+    eval_tokens: int = _f(2048, "Token budget of the model evaluation (bits per byte, top-1 "
                           "agreement, kept logits) per model on the held-out split; 0 = skip.",
                           min=0, max=10_000_000)
     eval_max_doc_bytes: int = _f(2048, "Evaluated documents are cut at a space before this many "
                                  "UTF-8 bytes.", min=16, max=1_000_000)
     eval_batch_tokens: int = _f(1024, "Padded tokens per evaluation forward pass (memory: "
                                 "about this x vocabulary x 8 bytes).", min=16, max=1_000_000)
-    greedy_new_tokens: int = _f(16, "Tokens each model generates greedily from each fixed "
+    greedy_new_tokens: int = _f(12, "Tokens each model generates greedily from each fixed "
                                 "Korean prompt (shown side by side); 0 = skip.", min=0,
                                 max=4096)
     strict: bool = _f(True, "Fail the prune command (exit code 3, nothing written) when a "

@@ -56,8 +56,11 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False, say=None):
     tokenizer (the pipeline needs the Rust ``tokenizers`` backend), an inconsistent vocabulary,
     or any error of the tokenizer libraries.
     """
+    from .models import is_gguf_spec, materialize
     from .safety import library_errors
 
+    if is_gguf_spec(source):  # the converted model's own tokenizer (converted once)
+        source = str(materialize(source, say=say))
     with library_errors(f"tokenizer `{source}`"):
         path = Path(source).expanduser()
         raw = path if path.is_file() else path / "tokenizer.json"
@@ -154,10 +157,6 @@ def check_tokenizer(tok, source: str) -> None:
 def _load_tokenizer(source: str, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from .models import is_gguf_spec, materialize
-
-    if is_gguf_spec(source):
-        source = str(materialize(source, say=say))
     if source == TEKKEN:
         return _load_tekken(tekken_path())
     path = Path(source).expanduser()

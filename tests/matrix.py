@@ -71,6 +71,23 @@ def bpe(vocab: dict, unk=None) -> dict:
             "byte_fallback": False}
 
 
+def gguf_file(tmp: Path, name: str, arch: str) -> str:
+    """A minimal GGUF file (one small F32 tensor) declaring ``arch``."""
+    import gguf
+    import numpy as np
+
+    p = tmp / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(p), arch)
+    w.add_name("tiny test")
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return str(p)
+
+
 def tree(d: Path) -> dict:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*"))
             if p.is_file()}
@@ -541,6 +558,20 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
         Case("prune", "model index with a malformed weight_map",
              lambda t: ("--corpus", ok(t), *pm, str(t / "model_bad_index")), 2,
              ("malformed weight_map",), bad_index),
+        # GGUF model sources
+        Case("prune", "--model: a .gguf file that is not GGUF",
+             lambda t: ("--corpus", ok(t), "--model", write(t, "fake.gguf", "not a model")), 2,
+             ("fake.gguf", "not a GGUF file")),
+        Case("prune", "--model: a GGUF of an architecture transformers cannot convert",
+             lambda t: ("--corpus", ok(t), "--model", gguf_file(t, "rwkv.gguf", "rwkv6")), 2,
+             ("rwkv.gguf", "`rwkv6`", "Supported architectures")),
+        Case("prune", "--model: a folder holding two GGUF files",
+             lambda t: ("--corpus", ok(t), "--model", str(Path(gguf_file(t, "two/a.gguf", "llama"))
+                                                          .parent)), 2,
+             ("two", "2 .gguf files"), lambda t: gguf_file(t, "two/b.gguf", "llama") and None),
+        Case("prune", "--model: a .gguf path that does not exist",
+             lambda t: ("--corpus", ok(t), "--model", str(t / "nowhere.gguf")), 2,
+             ("nowhere.gguf", "does not exist")),
         # 7. honest verification
         Case("prune", "empty held-out split",
              lambda t: ("--corpus", ok(t), *tk, "--set", "heldout.fraction=0.0",

@@ -29,7 +29,9 @@ def run_case(tmp: Path, cmd: str, *args: str) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main([cmd, "--no-progress", "--run", "bad", "--set", f'artifacts_dir="{tmp / "a"}"',
-                   "--set", f'reports_dir="{tmp / "r"}"', *args])
+                   "--set", f'reports_dir="{tmp / "r"}"',
+                   # the fast demo model (and its Tekken tokenizer) unless a case names another
+                   "--set", 'prune.model="demo"', *args])
     return rc, err.getvalue()
 
 
@@ -318,7 +320,7 @@ def test_verification_does_not_pass_on_zero_documents():
                      "roundtrip_regressions": 0, "documents_verified": 0},
          "fertility": {"after": None, "after_selected": None},
          "logits": {"max_abs_diff": None}, "generate": {"agree_restricted": None},
-         "vocab": {"after": 5}, "chat_template": {}}
+         "vocab": {"after": 5, "matches_kept": True}, "chat_template": {}}
     vc = SimpleNamespace(logit_tolerance=1e-5)
     s = summarize(m, 5, vc)
     assert s["passed"] is False and "roundtrip_no_regression" in s["not_run"]
