@@ -73,6 +73,17 @@ def render(res: dict) -> str:
              "analyze_no_langid": "same, fastText filter off (`langid.min_korean_prob = 0`)"}
     for k, label in names.items():
         lines.append(f"| {label} | {a['seconds'][k]} | {a['mb_per_s'][k]} |")
+    if "repeats" not in a:  # results of the earlier method, kept by --only-gemma
+        lines += [
+            "",
+            "These analyze figures come from an earlier `make bench` that used single runs and a "
+            "10x corpus of ten links to one file (the current method is in bench/analyze_bench.py):",
+            f"analyze / bare tokenizers {a['ratio_analyze_to_bare']}x, without the fastText filter "
+            f"{a['ratio_analyze_no_langid_to_bare']}x, analyze / vocabtrimmer-style "
+            f"{a['ratio_analyze_to_vocabtrimmer']}x, peak RSS {a['peak_rss_mib']} MiB "
+            f"(growth {a['rss_growth']}x).",
+        ]
+        return _render_models(res, lines)
     scale = next(k for k in a["peak_rss_mib"] if k != "1x")
     lines += [
         "",
@@ -90,6 +101,10 @@ def render(res: dict) -> str:
         f"{a['peak_rss_main_process_mib']} MiB, workers {a['peak_rss_workers_mib']} MiB; "
         f"documents counted {a['documents_counted']}; wall {a['wall_s']} s",
     ]
+    return _render_models(res, lines)
+
+
+def _render_models(res: dict, lines: list[str]) -> str:
     if "model" in res:
         d, p = res["model"]["decode"], res["model"]["prune_vs_copy"]
         lines += [
