@@ -168,6 +168,18 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    sets: list = _f([], "Evaluation sets: named corpora never counted, each an inline table "
+                    "`{name = \"klue\", source = \"../shared/data/klue_dev.parquet\", "
+                    "text_column = \"text\", group_column = \"source\"}` (source: anything "
+                    "[corpus] source reads; other [corpus] keys allowed, e.g. max_documents). "
+                    "The select stage reports their identical share, fertility and coverage "
+                    "(`eval.<name>`, `coverage.<name>`), the sweep one curve per set, and prune "
+                    "the model quality (`model_eval.<name>`, [verify] eval_tokens per set). No "
+                    "language filter is applied: an evaluation set is read as given.")
+
+
+@dataclass(frozen=True)
 class Config:
     run: str = _f("default", "Run name: outputs go to artifacts/<run>/ and reports/<run>/.")
     artifacts_dir: str = _f("artifacts", "Root of all run artifacts.")
@@ -182,6 +194,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     # -- views -------------------------------------------------------------------------------
     def section_dict(self, name: str) -> dict:
@@ -231,6 +244,8 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # inline table ([eval] sets)
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     return json.dumps(v, ensure_ascii=False)
 
 

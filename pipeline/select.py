@@ -1,7 +1,9 @@
 """Token features + ``[select]`` thresholds -> the keep set, with one reason per token.
 
-``keep.parquet``: ``token_id``, ``keep`` (bool), ``reason`` (str). Every id has exactly one
-reason, the first that applies in this order:
+``keep.parquet``: ``token_id``, ``keep`` (bool), ``reason`` (str), ``order`` (position at which
+a kept token was added, null for dropped ones: every prefix ``order < k`` is itself a keep set
+closed under merges, which the coverage curve of `pipeline.coverage` walks). Every id has
+exactly one reason, the first that applies in this order:
 
 kept
     ``special``, ``byte``, ``chat_template``  the tokenizer needs it whatever the corpus says
@@ -92,8 +94,10 @@ def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
     index = merge_index(tok)
     kept = np.zeros(n, dtype=bool)
     final = np.full(n, None, dtype=object)
+    rank = np.full(n, -1, dtype=np.int64)  # position in the order tokens are added
+    added_so_far = 0
+    order = _candidate_order(scores, reason)
     if sc.target_vocab_size:
-        order = _candidate_order(scores, reason)
         n_req = int(np.isin(reason, REQUIRED).sum())
         if sc.target_vocab_size < n_req:
             raise ConfigError(
@@ -105,20 +109,28 @@ def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
             if kept.sum() + len(added) > sc.target_vocab_size and reason[t] not in REQUIRED:
                 final[t] = "over_target"
                 continue
-            for x in added:
+            for x in added:  # post-order: parts before the tokens they build
                 kept[x] = True
                 final[x] = reason[x] if x == t or reason[x] is not None else "merge_closure"
+                rank[x] = added_so_far
+                added_so_far += 1
     else:
-        for t in np.flatnonzero(reason != None).tolist():  # noqa: E711
-            for x in _closure_additions(t, kept, index):
+        # the same set as adding every rule-kept id in id order; the candidate order makes
+        # every prefix of ``rank`` a closed keep set ranked like the target-size selection
+        for t in order.tolist():
+            for x in _closure_additions(int(t), kept, index):
                 kept[x] = True
                 final[x] = reason[x] if reason[x] is not None else "merge_closure"
+                rank[x] = added_so_far
+                added_so_far += 1
     cnt = scores["count"].to_numpy()
     for t in np.flatnonzero(~kept).tolist():
         if final[t] is None:
             final[t] = "rare" if cnt[t] > 0 else "unused"
     return pl.DataFrame({"token_id": scores["token_id"], "keep": kept,
-                         "reason": pl.Series(final.tolist(), dtype=pl.String)})
+                         "reason": pl.Series(final.tolist(), dtype=pl.String),
+                         "order": pl.Series(np.where(rank >= 0, rank, None).tolist(),
+                                            dtype=pl.Int64)})
 
 
 def _candidate_order(scores: pl.DataFrame, reason: np.ndarray) -> np.ndarray:
@@ -131,19 +143,25 @@ def _candidate_order(scores: pl.DataFrame, reason: np.ndarray) -> np.ndarray:
 
 
 def _closure_additions(t: int, kept: np.ndarray, index) -> list[int]:
-    """``t`` and the not-yet-kept parts of every merge building it, recursively."""
+    """``t`` and the not-yet-kept parts of every merge building it, recursively, in post-order
+    (every part before the tokens built from it: each prefix of the result, added to a closed
+    set, is closed)."""
     if kept[t]:
         return []
-    out, seen, stack = [], {t}, [t]
+    out, visited, stack = [], set(), [(t, False)]
     while stack:
-        x = stack.pop()
-        out.append(x)
-        if index is None:
+        x, expanded = stack.pop()
+        if expanded:
+            out.append(x)
             continue
-        for part in index.pairs[index.producers(x)].ravel().tolist():
-            if not kept[part] and part not in seen:
-                seen.add(part)
-                stack.append(part)
+        if x in visited:
+            continue
+        visited.add(x)
+        stack.append((x, True))
+        if index is not None:
+            for part in index.pairs[index.producers(x)].ravel().tolist():
+                if not kept[part] and part not in visited:
+                    stack.append((part, False))
     return out
 
 
