@@ -212,3 +212,22 @@ def test_missing_or_empty_eval_set_source_stops_before_work(tmp_path, tekken_dir
     rc = run_cli(tmp_path, "analyze", "--tokenizer", str(tekken_dir), "--set",
                  f'eval.sets=[{{name = "empty", source = "{empty}"}}]')
     assert rc != 0 and "no non-blank document" in capsys.readouterr().err
+
+
+def test_prune_evaluates_the_model_on_every_eval_set(cov_run, tekken, tekken_dir):
+    assert run_cli(cov_run, "prune", "--tokenizer", str(tekken_dir), "--set",
+                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]", *ARGS,
+                   "--set", "verify.eval_tokens=1500", "--set", "verify.greedy_new_tokens=2") == 0
+    m = _metrics(cov_run)
+    kept = np.flatnonzero(_keep(cov_run)["keep"].to_numpy()).tolist()
+    for name in ("heldout", "klue", "nsmc"):
+        ev = m["model_eval"][name]
+        docs = _split_docs(paths(cov_run), name, tekken)
+        same, _, _, _ = _brute(tekken, kept, docs)
+        assert ev["documents"] == len(docs)
+        # the strata weights are the bytes of the identical / changed documents of the set
+        nbytes = np.array([len(t.encode()) for t, _ in docs])
+        assert ev["strata_bytes"] == {"identical": int(nbytes[same].sum()),
+                                      "changed": int(nbytes[~same].sum())}
+        assert 0 < ev["tokens_before"] <= 1500 and ev["bits_per_byte"]["before"] > 0
+    assert m["verify"]["passed"] is True
