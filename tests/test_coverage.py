@@ -231,3 +231,32 @@ def test_prune_evaluates_the_model_on_every_eval_set(cov_run, tekken, tekken_dir
                                       "changed": int(nbytes[~same].sum())}
         assert 0 < ev["tokens_before"] <= 1500 and ev["bits_per_byte"]["before"] > 0
     assert m["verify"]["passed"] is True
+
+
+def test_report_coverage_section_matches_the_stage_metrics(cov_run, tekken_dir):
+    """After the prune test (module order): the coverage table holds every split, with the
+    select stage's figures and the prune stage's bits per byte, and every number on the page
+    is the metrics.json value at its data-metric path."""
+    from .test_report import parse, resolve
+
+    assert run_cli(cov_run, "report", "--tokenizer", str(tekken_dir), "--set",
+                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]", *ARGS,
+                   "--set", "verify.eval_tokens=1500", "--set", "verify.greedy_new_tokens=2") == 0
+    m = _metrics(cov_run)
+    html = (paths(cov_run).reports / "index.html").read_text(encoding="utf-8")
+    page = parse(html)
+    assert "coverage" in page.ids
+    for path, raw in page.values:
+        assert resolve(m, path) == json.loads(raw), path
+    rows = {r["split"]: r for r in m["report"]["coverage"]["splits"]}
+    assert list(rows) == ["train", "heldout", "klue", "nsmc"]
+    for name, r in rows.items():
+        c = m["coverage"][name]
+        assert (r["occurrences"], r["documents_covered"]) == (
+            pytest.approx(c["occurrences"], abs=1e-6), pytest.approx(c["documents_covered"], abs=1e-6))
+        if name != "train":
+            assert r["bpb_before"] == pytest.approx(m["model_eval"][name]["bits_per_byte"]["before"])
+    assert m["report"]["coverage"]["eval_sets"] == ["klue", "nsmc"]
+    # one sweep curve per evaluation set, one coverage curve per split
+    assert html.count("(evaluation set)") >= 2 * 2
+    assert all(f">{n}<" in html or f"{n}:" in html for n in rows)
