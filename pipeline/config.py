@@ -117,6 +117,10 @@ class SelectConfig:
     top_latin: int = _f(0, "Keep this many Latin/ASCII tokens with the best tokenizer rank "
                         "(lowest id: most frequent in its training data) for English and code "
                         "mixed into Korean text.", min=0)
+    top_latin_rank: str = _f("id", "How top_latin ranks Latin tokens: `id` (lowest id first: "
+                             "right for tokenizers whose ids follow frequency, e.g. Tekken) or "
+                             "`merges` (earliest BPE merge producing the token first: merges are "
+                             "learned in frequency order, whatever the ids; use it for Gemma).")
     target_vocab_size: int = _f(0, "If > 0, keep at most this many tokens: the best-scoring "
                                 "ones (always-kept tokens and merge closure included).", min=0)
 
@@ -125,6 +129,8 @@ class SelectConfig:
 class SweepConfig:
     min_count: list = _f([1, 2, 3, 5, 10, 20, 50, 100], "Grid of min_count values to evaluate.")
     target_vocab_size: list = _f([], "Grid of target vocab sizes to evaluate (empty: none).")
+    top_latin: list = _f([], "Grid of top_latin values to evaluate (with the configured "
+                         "top_latin_rank; empty: none).")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,11 @@ kept
     ``hangul_partial``    partial UTF-8 that can only be part of Hangul (keep_hangul_partials)
     ``korean_morpheme``   Kiwi reads it as one Korean morpheme or a word (keep_korean_morphemes)
     ``language``          fastText's top language is in keep_languages with >= min_language_prob
-    ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank (lowest id),
-                          counted among the tokens not required anyway (bytes are)
+    ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank, counted
+                          among the tokens not required anyway (bytes are): lowest id
+                          (``top_latin_rank = "id"``; Tekken's ids follow frequency) or earliest
+                          BPE merge producing the token (``"merges"``: merges are learned in
+                          frequency order, whatever the ids; Gemma's ids do not follow it)
     ``merge_closure``     a part of a merge that builds a kept token (BPE closure)
 dropped
     ``over_target``       would be kept, but target_vocab_size is reached
@@ -44,15 +47,35 @@ SCRIPTS = ("hangul_syllable", "hangul_jamo", "latin", "digit", "punct_symbol", "
            "han", "kana", "cyrillic", "arabic", "other", "mixed")
 
 
+LATIN_RANKS = ("id", "merges")
+
+
 def check_select_config(sc) -> None:
+    if sc.top_latin_rank not in LATIN_RANKS:
+        raise ConfigError(f"[select] top_latin_rank = {sc.top_latin_rank!r} is not one of "
+                          f"{', '.join(LATIN_RANKS)}: `id` ranks Latin tokens by id, `merges` by "
+                          "the earliest BPE merge that produces them.")
     bad = [s for s in sc.keep_scripts if s not in SCRIPTS]
     if bad:
         raise ConfigError(f"[select] keep_scripts has unknown script class(es) {bad}. Valid: "
                           f"{', '.join(SCRIPTS)}.")
 
 
-def rule_reasons(scores: pl.DataFrame, sc) -> np.ndarray:
-    """The kept reason each token earns from the thresholds alone (None: none), no closure."""
+def merge_rank(tok, n: int) -> np.ndarray:
+    """Per id: index of the earliest BPE merge producing it (int64 max when none: bytes,
+    single characters, special tokens; and every id of a tokenizer without merges)."""
+    rank = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    index = merge_index(tok) if tok is not None else None
+    if index is not None and len(index.results):
+        res = index.results
+        ok = res < n
+        np.minimum.at(rank, res[ok], np.flatnonzero(ok))
+    return rank
+
+
+def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
+    """The kept reason each token earns from the thresholds alone (None: none), no closure.
+    ``tok`` is needed for ``top_latin_rank = "merges"``."""
     n = scores.height
     reason = np.full(n, None, dtype=object)
 
@@ -81,7 +104,11 @@ def rule_reasons(scores: pl.DataFrame, sc) -> np.ndarray:
         latin = scores.filter((pl.col("script") == "latin")
                               & pl.col("required").is_null())["token_id"].to_numpy()
         mask = np.zeros(n, dtype=bool)
-        mask[np.sort(latin)[: sc.top_latin]] = True
+        if sc.top_latin_rank == "merges":  # earliest merge first; ties (no merge) by id
+            latin = latin[np.lexsort((latin, merge_rank(tok, n)[latin]))]
+        else:
+            latin = np.sort(latin)
+        mask[latin[: sc.top_latin]] = True
         give(mask, "top_latin")
     return reason
 
@@ -90,7 +117,7 @@ def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
     """The keep set for thresholds ``sc`` (a `SelectConfig`): a DataFrame token_id/keep/reason."""
     check_select_config(sc)
     n = scores.height
-    reason = rule_reasons(scores, sc)
+    reason = rule_reasons(scores, sc, tok)
     index = merge_index(tok)
     kept = np.zeros(n, dtype=bool)
     final = np.full(n, None, dtype=object)

@@ -157,6 +157,8 @@ def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda 
         points.append(("grid", {"min_count": mc}))
     for tv in grid.target_vocab_size:
         points.append(("grid", {"target_vocab_size": tv}))
+    for tl in grid.top_latin:
+        points.append(("grid", {"top_latin": tl}))
     rows = []
     for kind, change in points:
         cfg = dataclasses.replace(sc, **change)
@@ -168,7 +170,8 @@ def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda 
             e = evaluate(ix, tok, keep, pruned)
             ev[f"{name}_identical_share"] = e["heldout_identical_share"]
             ev[f"{name}_tokens_per_eojeol"] = e["heldout_tokens_per_eojeol"]
-        rows.append({"point": kind, "min_count": cfg.min_count,
-                     "target_vocab_size": cfg.target_vocab_size, **ev})
-    return pl.DataFrame(rows).unique(subset=["point", "min_count", "target_vocab_size"],
-                                     keep="first", maintain_order=True)
+        rows.append({"point": kind, "grid": next(iter(change), "chosen"),
+                     "min_count": cfg.min_count, "target_vocab_size": cfg.target_vocab_size,
+                     "top_latin": cfg.top_latin, **ev})
+    return pl.DataFrame(rows).unique(subset=["point", "min_count", "target_vocab_size",
+                                             "top_latin"], keep="first", maintain_order=True)

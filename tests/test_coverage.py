@@ -46,7 +46,7 @@ def cov_run(tmp_path_factory, tekken_dir):
         pytest.skip("../shared/data not present")
     tmp = tmp_path_factory.mktemp("cov")
     assert run_cli(tmp, "sweep", "--tokenizer", str(tekken_dir), "--set", f"eval.sets={SETS}",
-                   "--set", "sweep.min_count=[1, 5]", *ARGS) == 0
+                   "--set", "sweep.min_count=[1, 5]", "--set", "sweep.top_latin=[300, 3000]", *ARGS) == 0
     return tmp
 
 
@@ -178,6 +178,10 @@ def test_sweep_has_one_curve_per_eval_set(cov_run):
     for name in ("klue", "nsmc"):
         assert chosen[f"{name}_identical_share"] == ev[name]["identical_share"]
         assert df[f"{name}_identical_share"].null_count() == 0
+    # the top_latin grid is its own curve, growing with top_latin
+    tl = df.filter(pl.col("grid") == "top_latin").sort("top_latin")
+    assert tl["top_latin"].to_list() == [300, 3000]
+    assert tl["vocab_size"][0] < tl["vocab_size"][1]
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -216,7 +220,8 @@ def test_missing_or_empty_eval_set_source_stops_before_work(tmp_path, tekken_dir
 
 def test_prune_evaluates_the_model_on_every_eval_set(cov_run, tekken, tekken_dir):
     assert run_cli(cov_run, "prune", "--tokenizer", str(tekken_dir), "--set",
-                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]", *ARGS,
+                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]",
+                   "--set", "sweep.top_latin=[300, 3000]", *ARGS,
                    "--set", "verify.eval_tokens=1500", "--set", "verify.greedy_new_tokens=2") == 0
     m = _metrics(cov_run)
     kept = np.flatnonzero(_keep(cov_run)["keep"].to_numpy()).tolist()
@@ -240,7 +245,7 @@ def test_report_coverage_section_matches_the_stage_metrics(cov_run, tekken_dir):
     from .test_report import parse, resolve
 
     assert run_cli(cov_run, "report", "--tokenizer", str(tekken_dir), "--set",
-                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]", *ARGS,
+                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]", "--set", "sweep.top_latin=[300, 3000]", *ARGS,
                    "--set", "verify.eval_tokens=1500", "--set", "verify.greedy_new_tokens=2") == 0
     m = _metrics(cov_run)
     html = (paths(cov_run).reports / "index.html").read_text(encoding="utf-8")

@@ -314,7 +314,7 @@ def curves_section(data: RunData, quality: dict) -> dict | None:
     rows = data.sweep.to_dicts()
     chosen = next((r for r in rows if r["point"] == "chosen"), rows[0])
     for r in rows:
-        r["series"] = ("chosen" if r["point"] == "chosen" else
+        r["series"] = ("chosen" if r["point"] == "chosen" else r["grid"] if "grid" in r else
                        "min_count" if r["target_vocab_size"] == chosen["target_vocab_size"]
                        else "target_vocab_size")
     return {"points": rows, "chosen": chosen,

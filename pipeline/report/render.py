@@ -106,10 +106,11 @@ def _curve(c: dict, key: str, title: str, y: svg.Axis, hline, sets=()) -> str:
     series = []
     for name, color, label in (("min_count", svg.PALETTE[0], "min_count={min_count}"),
                                ("target_vocab_size", svg.PALETTE[1],
-                                "target_vocab_size={target_vocab_size}")):
+                                "target_vocab_size={target_vocab_size}"),
+                               ("top_latin", svg.PALETTE[4], "top_latin={top_latin}")):
         pts = [(r["vocab_size"], r[key], label.format(**r) + f": {r['vocab_size']:,} tokens")
                for r in c["points"] if r["series"] in (name, "chosen") and r[key] is not None]
-        if len(pts) > (1 if name == "target_vocab_size" else 0):
+        if len(pts) > (0 if name == "min_count" else 1):
             series.append(svg.Series(f"{name} grid", pts, color))
     for i, name in enumerate(sets):  # one curve per evaluation set, along the min_count grid
         k = key.replace("heldout_", f"{name}_", 1)
