@@ -121,6 +121,9 @@ class SelectConfig:
                              "right for tokenizers whose ids follow frequency, e.g. Tekken) or "
                              "`merges` (earliest BPE merge producing the token first: merges are "
                              "learned in frequency order, whatever the ids; use it for Gemma).")
+    keep_ksx1001: bool = _f(False, "Keep single-character tokens of KS X 1001 (the EUC-KR "
+                            "repertoire of Korean usage: Hanja, unit symbols such as ㎞ ㎡, "
+                            "full-width forms), however rare; ASCII and Hangul syllables excluded.")
     target_vocab_size: int = _f(0, "If > 0, keep at most this many tokens: the best-scoring "
                                 "ones (always-kept tokens and merge closure included).", min=0)
 

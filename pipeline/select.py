@@ -17,6 +17,10 @@ kept
                           (``top_latin_rank = "id"``; Tekken's ids follow frequency) or earliest
                           BPE merge producing the token (``"merges"``: merges are learned in
                           frequency order, whatever the ids; Gemma's ids do not follow it)
+    ``ksx1001``           one character (space marker aside) of KS X 1001, the EUC-KR
+                          repertoire of Korean usage: Hanja, unit symbols (㎞ ㎡), full-width
+                          forms, circled Hangul, ... (keep_ksx1001; ASCII and Hangul syllables
+                          excluded: other rules cover them)
     ``merge_closure``     a part of a merge that builds a kept token (BPE closure)
 dropped
     ``over_target``       would be kept, but target_vocab_size is reached
@@ -41,7 +45,7 @@ from .errors import ConfigError
 
 REQUIRED = ("special", "byte", "chat_template")
 KEPT_REASONS = REQUIRED + ("frequent", "script", "hangul_partial", "korean_morpheme",
-                           "language", "top_latin", "merge_closure")
+                           "language", "top_latin", "ksx1001", "merge_closure")
 DROPPED_REASONS = ("over_target", "rare", "unused")
 SCRIPTS = ("hangul_syllable", "hangul_jamo", "latin", "digit", "punct_symbol", "whitespace",
            "han", "kana", "cyrillic", "arabic", "other", "mixed")
@@ -110,7 +114,29 @@ def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
             latin = np.sort(latin)
         mask[latin[: sc.top_latin]] = True
         give(mask, "top_latin")
+    if sc.keep_ksx1001:
+        give(ksx1001_mask(scores), "ksx1001")
     return reason
+
+
+def in_ksx1001(text: str | None) -> bool:
+    """One non-ASCII, non-Hangul-syllable character (leading spaces aside) that EUC-KR (KS X
+    1001) encodes."""
+    s = (text or "").strip()
+    if len(s) != 1 or ord(s) < 128 or 0xAC00 <= ord(s) <= 0xD7A3:
+        return False
+    try:
+        s.encode("euc_kr")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def ksx1001_mask(scores: pl.DataFrame) -> np.ndarray:
+    """Per id: is the token (its ``decoded`` text, complete tokens only) a KS X 1001 character?"""
+    complete = (scores["byte_class"] == "complete").fill_null(False).to_numpy()
+    return np.array([bool(c) and in_ksx1001(t)
+                     for c, t in zip(complete, scores["decoded"].to_list())], dtype=bool)
 
 
 def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
