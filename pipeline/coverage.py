@@ -187,10 +187,18 @@ def script_classes(scores) -> np.ndarray:
 
 
 def seen_only_config(sc):
-    """`SelectConfig` of the "seen tokens only" baseline: min_count 1, every other rule off."""
-    return dataclasses.replace(sc, min_count=1, min_doc_freq=1, keep_scripts=[],
-                               keep_hangul_partials=False, keep_korean_morphemes=False,
-                               keep_languages=[], top_latin=0, target_vocab_size=0)
+    """`SelectConfig` of the "seen tokens only" baseline: min_count 1, every other rule off
+    (every bool rule switched off, every list and count rule emptied, whatever its name)."""
+    off = {}
+    for f in dataclasses.fields(sc):
+        v = getattr(sc, f.name)
+        if isinstance(v, bool):
+            off[f.name] = False
+        elif isinstance(v, list):
+            off[f.name] = []
+        elif isinstance(v, int) and f.name not in ("min_count", "min_doc_freq"):
+            off[f.name] = 0
+    return dataclasses.replace(sc, **off, min_count=1, min_doc_freq=1)
 
 
 def split_coverages(run, tok, scores, keep_df) -> dict:

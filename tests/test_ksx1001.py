@@ -63,3 +63,18 @@ def test_ksx1001_is_a_reason_in_the_keep_set(tekken, scores):
     ids = keep.filter(pl.col("reason") == "ksx1001")["token_id"].to_list()
     assert set(ids) <= _by_hand(tekken, scores) and len(ids) > 1000
     assert keep.filter(pl.col("reason") == "ksx1001")["keep"].all()
+
+
+def test_seen_only_baseline_switches_every_rule_off(tekken, scores):
+    """The coverage baseline keeps only required and seen tokens, whichever rules the config
+    switches on (a rule left on would inflate the baseline)."""
+    from pipeline.coverage import seen_only_config
+
+    on = dataclasses.replace(load_config(None).select, keep_ksx1001=True, top_latin=500,
+                             keep_scripts=["hangul_syllable", "han"], keep_languages=["en"],
+                             target_vocab_size=5000)
+    seen = scores.with_columns(count=(pl.col("token_id") % 7 == 0).cast(pl.Int64),
+                               doc_freq=(pl.col("token_id") % 7 == 0).cast(pl.Int64))
+    reasons = set(rule_reasons(seen, seen_only_config(on), tekken).tolist())
+    assert reasons <= {None, "frequent", "special", "byte", "chat_template"}
+    assert "frequent" in reasons
