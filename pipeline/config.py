@@ -134,6 +134,9 @@ class SweepConfig:
     target_vocab_size: list = _f([], "Grid of target vocab sizes to evaluate (empty: none).")
     top_latin: list = _f([], "Grid of top_latin values to evaluate (with the configured "
                          "top_latin_rank; empty: none).")
+    rules: list = _f([], "On/off [select] rules evaluated flipped, one point each (e.g. "
+                     "[\"keep_ksx1001\", \"keep_korean_morphemes\"]): what each rule costs in "
+                     "vocabulary and buys in identical share, per evaluation set too.")
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,14 @@ def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda 
         points.append(("grid", {"target_vocab_size": tv}))
     for tl in grid.top_latin:
         points.append(("grid", {"top_latin": tl}))
+    flags = [f.name for f in dataclasses.fields(sc) if isinstance(getattr(sc, f.name), bool)]
+    for name in grid.rules:
+        if name not in flags:
+            from .errors import ConfigError
+
+            raise ConfigError(f"[sweep] rules lists {name!r}, which is not an on/off [select] "
+                              f"rule. Valid: {', '.join(flags)}.")
+        points.append(("grid", {name: not getattr(sc, name)}))
     rows = []
     for kind, change in points:
         cfg = dataclasses.replace(sc, **change)
@@ -170,8 +178,11 @@ def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda 
             e = evaluate(ix, tok, keep, pruned)
             ev[f"{name}_identical_share"] = e["heldout_identical_share"]
             ev[f"{name}_tokens_per_eojeol"] = e["heldout_tokens_per_eojeol"]
+        flipped = {k: v for k, v in change.items() if isinstance(v, bool)}
         rows.append({"point": kind, "grid": next(iter(change), "chosen"),
+                     "flipped": ", ".join(f"{k}={str(v).lower()}" for k, v in flipped.items()),
                      "min_count": cfg.min_count, "target_vocab_size": cfg.target_vocab_size,
                      "top_latin": cfg.top_latin, **ev})
     return pl.DataFrame(rows).unique(subset=["point", "min_count", "target_vocab_size",
-                                             "top_latin"], keep="first", maintain_order=True)
+                                             "top_latin", "flipped"], keep="first",
+                                     maintain_order=True)
