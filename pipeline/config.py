@@ -121,6 +121,13 @@ class SelectConfig:
     top_latin: int = _f(0, "Keep this many Latin/ASCII tokens with the best tokenizer rank "
                         "(lowest id: most frequent in its training data) for English and code "
                         "mixed into Korean text.", min=0)
+    top_latin_rank: str = _f("id", "How top_latin ranks Latin tokens: `id` (lowest id first: "
+                             "right for tokenizers whose ids follow frequency, e.g. Tekken) or "
+                             "`merges` (earliest BPE merge producing the token first: merges are "
+                             "learned in frequency order, whatever the ids; use it for Gemma).")
+    keep_ksx1001: bool = _f(False, "Keep single-character tokens of KS X 1001 (the EUC-KR "
+                            "repertoire of Korean usage: Hanja, unit symbols such as ㎞ ㎡, "
+                            "full-width forms), however rare; ASCII and Hangul syllables excluded.")
     target_vocab_size: int = _f(0, "If > 0, keep at most this many tokens: the best-scoring "
                                 "ones (always-kept tokens and merge closure included).", min=0)
 
@@ -129,6 +136,11 @@ class SelectConfig:
 class SweepConfig:
     min_count: list = _f([1, 2, 3, 5, 10, 20, 50, 100], "Grid of min_count values to evaluate.")
     target_vocab_size: list = _f([], "Grid of target vocab sizes to evaluate (empty: none).")
+    top_latin: list = _f([], "Grid of top_latin values to evaluate (with the configured "
+                         "top_latin_rank; empty: none).")
+    rules: list = _f([], "On/off [select] rules evaluated flipped, one point each (e.g. "
+                     "[\"keep_ksx1001\", \"keep_korean_morphemes\"]): what each rule costs in "
+                     "vocabulary and buys in identical share, per evaluation set too.")
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,18 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    sets: list = _f([], "Evaluation sets: named corpora never counted, each an inline table "
+                    "`{name = \"klue\", source = \"../shared/data/klue_dev.parquet\", "
+                    "text_column = \"text\", group_column = \"source\"}` (source: anything "
+                    "[corpus] source reads; other [corpus] keys allowed, e.g. max_documents). "
+                    "The select stage reports their identical share, fertility and coverage "
+                    "(`eval.<name>`, `coverage.<name>`), the sweep one curve per set, and prune "
+                    "the model quality (`model_eval.<name>`, [verify] eval_tokens per set). No "
+                    "language filter is applied: an evaluation set is read as given.")
+
+
+@dataclass(frozen=True)
 class Config:
     run: str = _f("default", "Run name: outputs go to artifacts/<run>/ and reports/<run>/.")
     artifacts_dir: str = _f("artifacts", "Root of all run artifacts.")
@@ -186,6 +210,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     # -- views -------------------------------------------------------------------------------
     def section_dict(self, name: str) -> dict:
@@ -235,6 +260,8 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # inline table ([eval] sets)
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     return json.dumps(v, ensure_ascii=False)
 
 

@@ -7,8 +7,11 @@ Stages (``artifacts/<run>/<stage>/``)::
     count      <- tokenize
     score      <- count + [score]                   features, no thresholds
     heldout    <- tokenize                          unique held-out pre-tokens (for evaluation)
-    select     <- score + heldout + [select]        keep set + reasons + held-out figures
-    sweep      <- select inputs + [sweep]           threshold grid table
+    evalsets   <- tokenizer + [eval] sources        each evaluation set tokenized, never counted
+                                                    (`pipeline.evalsets`)
+    select     <- score + heldout + evalsets        keep set + reasons + held-out, evaluation-set
+                  + [select]                        and coverage figures (`pipeline.coverage`)
+    sweep      <- select inputs + [sweep]           threshold grid table (one curve per set)
     prune      <- select + model + [prune] [verify] pruned tokenizer + model, verified
                                                     (`pipeline.prune`)
 
@@ -31,9 +34,9 @@ from .config import Config
 from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
-VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "select": 1,
-            "sweep": 1, "prune": 2}  # prune 2: provenance lists the output's files
-ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "select"]
+VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "evalsets": 1,
+            "select": 2, "sweep": 2, "prune": 3}  # prune 3: provenance lists the output's files
+ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "evalsets", "select"]
 ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune"]
 # Files of a save_pretrained directory that define its tokenizer (config.json too: AutoTokenizer
 # may pick the tokenizer class from the model type).
@@ -107,6 +110,18 @@ class Run:
             return fingerprint("dir", [(f.name, file_digest(f)) for f in files])
         return fingerprint("hub", src)
 
+    @functools.cached_property
+    def eval_sets(self):
+        from .evalsets import eval_sets
+
+        return eval_sets(self.cfg)
+
+    @functools.cached_property
+    def eval_sources(self) -> dict:
+        from .evalsets import resolve
+
+        return {es.name: resolve(es, self.cfg.heldout.block_size) for es in self.eval_sets}
+
     def fp(self, stage: str) -> str:
         c = self.cfg
         parts = {
@@ -117,9 +132,12 @@ class Run:
             "count": lambda: (self.fp("tokenize"),),
             "score": lambda: (self.fp("count"), c.section_dict("score")),
             "heldout": lambda: (self.fp("tokenize"),),
-            "select": lambda: (self.fp("score"), self.fp("heldout"), c.section_dict("select")),
-            "sweep": lambda: (self.fp("score"), self.fp("heldout"), c.section_dict("select"),
-                              c.section_dict("sweep")),
+            "evalsets": lambda: (self.fp("tokenizer"), c.section_dict("eval"),
+                                 {n: s.fingerprint() for n, s in self.eval_sources.items()}),
+            "select": lambda: (self.fp("score"), self.fp("heldout"), self.fp("evalsets"),
+                               c.section_dict("select")),
+            "sweep": lambda: (self.fp("score"), self.fp("heldout"), self.fp("evalsets"),
+                              c.section_dict("select"), c.section_dict("sweep")),
             # output_dir is only where a copy goes (`export_output`), not what the stage makes
             "prune": lambda: (self.fp("select"), self.model_source_fp,
                               {k: v for k, v in c.section_dict("prune").items() if k != "output_dir"},
@@ -199,6 +217,7 @@ class Run:
         elif is_gguf_spec(src):
             gguf_path(src)  # exists, one file
         self.source  # noqa: B018 - resolving checks paths, formats and the text column
+        self.eval_sources  # noqa: B018 - the same for every [eval] set
         self.tokenizer_source_fp  # noqa: B018 - hashing checks the tokenizer path
         p = Path(src).expanduser()
         if src != "tekken" and not p.exists() and looks_like_path(src):
@@ -254,6 +273,31 @@ class Run:
                                   pl.read_parquet(d / "pretokens.parquet"),
                                   pl.read_parquet(d / "fallback_docs.parquet")["text"].to_list())
 
+    def evalsets(self) -> Path:
+        """Tokenize every ``[eval] sets`` entry once (`pipeline.evalsets`)."""
+        from .evalsets import tokenize_set
+
+        tok = self.tokenizer()
+
+        def work(tmp: Path) -> dict:
+            m = {}
+            for es in self.eval_sets:
+                self.say(f"[evalsets] {es.name}: {self.eval_sources[es.name].describe()}")
+                m[es.name] = tokenize_set(self.eval_sources[es.name], tok, tmp / es.name,
+                                          batch_docs=self.cfg.tokenize.batch_docs,
+                                          max_documents=es.corpus.max_documents,
+                                          max_bytes=es.corpus.max_bytes)
+            return {"evalsets": m}
+
+        return self._run("evalsets", work)
+
+    def eval_indexes(self) -> dict:
+        """name -> `pipeline.sweep.HeldoutIndex` of every evaluation set."""
+        from .evalsets import load_index
+
+        self.evalsets()
+        return {es.name: load_index(self.paths, es.name) for es in self.eval_sets}
+
     def scores(self):
         import polars as pl
 
@@ -268,14 +312,32 @@ class Run:
         tok = self.tokenizer()
         scores = self.scores()
         idx = self.heldout_index()
+        eval_idx = self.eval_indexes()
 
         def work(tmp: Path) -> dict:
+            import numpy as np
+
+            from .coverage import split_coverages
+
             keep = select(tok, scores, self.cfg.select)
             write_parquet(keep, tmp / "keep.parquet")
             m = select_metrics(keep, scores)
-            ev = evaluate(idx, tok, keep["keep"].to_numpy())
+            from .surgery.tokenizer import prune_tokenizer
+
+            mask = keep["keep"].to_numpy()
+            pruned, _ = prune_tokenizer(tok, np.flatnonzero(mask).tolist())
+            ev = evaluate(idx, tok, mask, pruned)
             m["heldout"] = {"identical_share_selected": ev["heldout_identical_share"],
                             "tokens_per_eojeol_selected": ev["heldout_tokens_per_eojeol"]}
+            m["eval"] = {}
+            for name, ix in eval_idx.items():
+                e = evaluate(ix, tok, mask, pruned)
+                m["eval"][name] = {
+                    "documents": ix.n_docs, "identical_share": e["heldout_identical_share"],
+                    "tokens_before": e["heldout_tokens_before"], "tokens_after": e["heldout_tokens"],
+                    "tokens_per_eojeol_before": round(ix.tokens / ix.eojeol, 6) if ix.eojeol else None,
+                    "tokens_per_eojeol_after": e["heldout_tokens_per_eojeol"]}
+            m["coverage"] = split_coverages(self, tok, scores, keep)
             m["select"]["thresholds"] = self.cfg.section_dict("select")
             return m
 
@@ -289,9 +351,11 @@ class Run:
         tok = self.tokenizer()
         scores = self.scores()
         idx = self.heldout_index()
+        eval_idx = self.eval_indexes()
 
         def work(tmp: Path) -> dict:
-            df = sweep(tok, scores, idx, self.cfg.select, self.cfg.sweep, say=self.say)
+            df = sweep(tok, scores, idx, self.cfg.select, self.cfg.sweep, say=self.say,
+                       eval_indexes=eval_idx)
             write_parquet(df, tmp / "sweep.parquet")
             return {"sweep": {"points": df.height}}
 

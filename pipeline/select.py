@@ -1,7 +1,9 @@
 """Token features + ``[select]`` thresholds -> the keep set, with one reason per token.
 
-``keep.parquet``: ``token_id``, ``keep`` (bool), ``reason`` (str). Every id has exactly one
-reason, the first that applies in this order:
+``keep.parquet``: ``token_id``, ``keep`` (bool), ``reason`` (str), ``order`` (position at which
+a kept token was added, null for dropped ones: every prefix ``order < k`` is itself a keep set
+closed under merges, which the coverage curve of `pipeline.coverage` walks). Every id has
+exactly one reason, the first that applies in this order:
 
 kept
     ``special``, ``byte``, ``chat_template``  the tokenizer needs it whatever the corpus says
@@ -10,8 +12,15 @@ kept
     ``hangul_partial``    partial UTF-8 that can only be part of Hangul (keep_hangul_partials)
     ``korean_morpheme``   Kiwi reads it as one Korean morpheme or a word (keep_korean_morphemes)
     ``language``          fastText's top language is in keep_languages with >= min_language_prob
-    ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank (lowest id),
-                          counted among the tokens not required anyway (bytes are)
+    ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank, counted
+                          among the tokens not required anyway (bytes are): lowest id
+                          (``top_latin_rank = "id"``; Tekken's ids follow frequency) or earliest
+                          BPE merge producing the token (``"merges"``: merges are learned in
+                          frequency order, whatever the ids; Gemma's ids do not follow it)
+    ``ksx1001``           one character (space marker aside) of KS X 1001, the EUC-KR
+                          repertoire of Korean usage: Hanja, unit symbols (㎞ ㎡), full-width
+                          forms, circled Hangul, ... (keep_ksx1001; ASCII and Hangul syllables
+                          excluded: other rules cover them)
     ``merge_closure``     a part of a merge that builds a kept token (BPE closure)
 dropped
     ``over_target``       would be kept, but target_vocab_size is reached
@@ -36,21 +45,41 @@ from .errors import ConfigError
 
 REQUIRED = ("special", "byte", "chat_template")
 KEPT_REASONS = REQUIRED + ("frequent", "script", "hangul_partial", "korean_morpheme",
-                           "language", "top_latin", "merge_closure")
+                           "language", "top_latin", "ksx1001", "merge_closure")
 DROPPED_REASONS = ("over_target", "rare", "unused")
 SCRIPTS = ("hangul_syllable", "hangul_jamo", "latin", "digit", "punct_symbol", "whitespace",
            "han", "kana", "cyrillic", "arabic", "other", "mixed")
 
 
+LATIN_RANKS = ("id", "merges")
+
+
 def check_select_config(sc) -> None:
+    if sc.top_latin_rank not in LATIN_RANKS:
+        raise ConfigError(f"[select] top_latin_rank = {sc.top_latin_rank!r} is not one of "
+                          f"{', '.join(LATIN_RANKS)}: `id` ranks Latin tokens by id, `merges` by "
+                          "the earliest BPE merge that produces them.")
     bad = [s for s in sc.keep_scripts if s not in SCRIPTS]
     if bad:
         raise ConfigError(f"[select] keep_scripts has unknown script class(es) {bad}. Valid: "
                           f"{', '.join(SCRIPTS)}.")
 
 
-def rule_reasons(scores: pl.DataFrame, sc) -> np.ndarray:
-    """The kept reason each token earns from the thresholds alone (None: none), no closure."""
+def merge_rank(tok, n: int) -> np.ndarray:
+    """Per id: index of the earliest BPE merge producing it (int64 max when none: bytes,
+    single characters, special tokens; and every id of a tokenizer without merges)."""
+    rank = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    index = merge_index(tok) if tok is not None else None
+    if index is not None and len(index.results):
+        res = index.results
+        ok = res < n
+        np.minimum.at(rank, res[ok], np.flatnonzero(ok))
+    return rank
+
+
+def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
+    """The kept reason each token earns from the thresholds alone (None: none), no closure.
+    ``tok`` is needed for ``top_latin_rank = "merges"``."""
     n = scores.height
     reason = np.full(n, None, dtype=object)
 
@@ -79,21 +108,49 @@ def rule_reasons(scores: pl.DataFrame, sc) -> np.ndarray:
         latin = scores.filter((pl.col("script") == "latin")
                               & pl.col("required").is_null())["token_id"].to_numpy()
         mask = np.zeros(n, dtype=bool)
-        mask[np.sort(latin)[: sc.top_latin]] = True
+        if sc.top_latin_rank == "merges":  # earliest merge first; ties (no merge) by id
+            latin = latin[np.lexsort((latin, merge_rank(tok, n)[latin]))]
+        else:
+            latin = np.sort(latin)
+        mask[latin[: sc.top_latin]] = True
         give(mask, "top_latin")
+    if sc.keep_ksx1001:
+        give(ksx1001_mask(scores), "ksx1001")
     return reason
+
+
+def in_ksx1001(text: str | None) -> bool:
+    """One non-ASCII, non-Hangul-syllable character (leading spaces aside) that EUC-KR (KS X
+    1001) encodes."""
+    s = (text or "").strip()
+    if len(s) != 1 or ord(s) < 128 or 0xAC00 <= ord(s) <= 0xD7A3:
+        return False
+    try:
+        s.encode("euc_kr")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def ksx1001_mask(scores: pl.DataFrame) -> np.ndarray:
+    """Per id: is the token (its ``decoded`` text, complete tokens only) a KS X 1001 character?"""
+    complete = (scores["byte_class"] == "complete").fill_null(False).to_numpy()
+    return np.array([bool(c) and in_ksx1001(t)
+                     for c, t in zip(complete, scores["decoded"].to_list())], dtype=bool)
 
 
 def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
     """The keep set for thresholds ``sc`` (a `SelectConfig`): a DataFrame token_id/keep/reason."""
     check_select_config(sc)
     n = scores.height
-    reason = rule_reasons(scores, sc)
+    reason = rule_reasons(scores, sc, tok)
     index = merge_index(tok)
     kept = np.zeros(n, dtype=bool)
     final = np.full(n, None, dtype=object)
+    rank = np.full(n, -1, dtype=np.int64)  # position in the order tokens are added
+    added_so_far = 0
+    order = _candidate_order(scores, reason)
     if sc.target_vocab_size:
-        order = _candidate_order(scores, reason)
         n_req = int(np.isin(reason, REQUIRED).sum())
         if sc.target_vocab_size < n_req:
             raise ConfigError(
@@ -105,20 +162,28 @@ def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
             if kept.sum() + len(added) > sc.target_vocab_size and reason[t] not in REQUIRED:
                 final[t] = "over_target"
                 continue
-            for x in added:
+            for x in added:  # post-order: parts before the tokens they build
                 kept[x] = True
                 final[x] = reason[x] if x == t or reason[x] is not None else "merge_closure"
+                rank[x] = added_so_far
+                added_so_far += 1
     else:
-        for t in np.flatnonzero(reason != None).tolist():  # noqa: E711
-            for x in _closure_additions(t, kept, index):
+        # the same set as adding every rule-kept id in id order; the candidate order makes
+        # every prefix of ``rank`` a closed keep set ranked like the target-size selection
+        for t in order.tolist():
+            for x in _closure_additions(int(t), kept, index):
                 kept[x] = True
                 final[x] = reason[x] if reason[x] is not None else "merge_closure"
+                rank[x] = added_so_far
+                added_so_far += 1
     cnt = scores["count"].to_numpy()
     for t in np.flatnonzero(~kept).tolist():
         if final[t] is None:
             final[t] = "rare" if cnt[t] > 0 else "unused"
     return pl.DataFrame({"token_id": scores["token_id"], "keep": kept,
-                         "reason": pl.Series(final.tolist(), dtype=pl.String)})
+                         "reason": pl.Series(final.tolist(), dtype=pl.String),
+                         "order": pl.Series(np.where(rank >= 0, rank, None).tolist(),
+                                            dtype=pl.Int64)})
 
 
 def _candidate_order(scores: pl.DataFrame, reason: np.ndarray) -> np.ndarray:
@@ -131,19 +196,25 @@ def _candidate_order(scores: pl.DataFrame, reason: np.ndarray) -> np.ndarray:
 
 
 def _closure_additions(t: int, kept: np.ndarray, index) -> list[int]:
-    """``t`` and the not-yet-kept parts of every merge building it, recursively."""
+    """``t`` and the not-yet-kept parts of every merge building it, recursively, in post-order
+    (every part before the tokens built from it: each prefix of the result, added to a closed
+    set, is closed)."""
     if kept[t]:
         return []
-    out, seen, stack = [], {t}, [t]
+    out, visited, stack = [], set(), [(t, False)]
     while stack:
-        x = stack.pop()
-        out.append(x)
-        if index is None:
+        x, expanded = stack.pop()
+        if expanded:
+            out.append(x)
             continue
-        for part in index.pairs[index.producers(x)].ravel().tolist():
-            if not kept[part] and part not in seen:
-                seen.add(part)
-                stack.append(part)
+        if x in visited:
+            continue
+        visited.add(x)
+        stack.append((x, True))
+        if index is not None:
+            for part in index.pairs[index.producers(x)].ravel().tolist():
+                if not kept[part] and part not in visited:
+                    stack.append((part, False))
     return out
 
 

@@ -126,12 +126,14 @@ def tokens_after(idx: HeldoutIndex, keep: np.ndarray, pruned_tok) -> int:
     return total
 
 
-def evaluate(idx: HeldoutIndex, tok, keep_ids: np.ndarray) -> dict:
-    """Held-out figures for a closed keep set (bool mask over old ids)."""
+def evaluate(idx: HeldoutIndex, tok, keep_ids: np.ndarray, pruned=None) -> dict:
+    """Held-out figures for a closed keep set (bool mask over old ids); ``pruned``: the pruned
+    tokenizer of that keep set when already built."""
     from .surgery.tokenizer import prune_tokenizer
 
     keep = np.asarray(keep_ids, dtype=bool)
-    pruned, _ = prune_tokenizer(tok, np.flatnonzero(keep).tolist())
+    if pruned is None:
+        pruned, _ = prune_tokenizer(tok, np.flatnonzero(keep).tolist())
     n_after = tokens_after(idx, keep, pruned)
     return {
         "vocab_size": int(keep.sum()),
@@ -142,22 +144,45 @@ def evaluate(idx: HeldoutIndex, tok, keep_ids: np.ndarray) -> dict:
     }
 
 
-def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda m: None) -> pl.DataFrame:
-    """Evaluate the configured thresholds and every grid point (min_count x target size)."""
+def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda m: None,
+          eval_indexes: dict | None = None) -> pl.DataFrame:
+    """Evaluate the configured thresholds and every grid point (min_count x target size), on
+    the held-out split and on every evaluation set (columns ``<set>_identical_share``,
+    ``<set>_tokens_per_eojeol``)."""
     from .select import select
+    from .surgery.tokenizer import prune_tokenizer
 
     points = [("chosen", {})]
     for mc in grid.min_count:
         points.append(("grid", {"min_count": mc}))
     for tv in grid.target_vocab_size:
         points.append(("grid", {"target_vocab_size": tv}))
+    for tl in grid.top_latin:
+        points.append(("grid", {"top_latin": tl}))
+    flags = [f.name for f in dataclasses.fields(sc) if isinstance(getattr(sc, f.name), bool)]
+    for name in grid.rules:
+        if name not in flags:
+            from .errors import ConfigError
+
+            raise ConfigError(f"[sweep] rules lists {name!r}, which is not an on/off [select] "
+                              f"rule. Valid: {', '.join(flags)}.")
+        points.append(("grid", {name: not getattr(sc, name)}))
     rows = []
     for kind, change in points:
         cfg = dataclasses.replace(sc, **change)
         keep = select(tok, scores, cfg)["keep"].to_numpy()
         say(f"[sweep] {change or 'configured thresholds'}: {int(keep.sum())} tokens")
-        ev = evaluate(idx, tok, keep)
-        rows.append({"point": kind, "min_count": cfg.min_count,
-                     "target_vocab_size": cfg.target_vocab_size, **ev})
-    return pl.DataFrame(rows).unique(subset=["point", "min_count", "target_vocab_size"],
-                                     keep="first", maintain_order=True)
+        pruned, _ = prune_tokenizer(tok, np.flatnonzero(keep).tolist())
+        ev = evaluate(idx, tok, keep, pruned)
+        for name, ix in (eval_indexes or {}).items():
+            e = evaluate(ix, tok, keep, pruned)
+            ev[f"{name}_identical_share"] = e["heldout_identical_share"]
+            ev[f"{name}_tokens_per_eojeol"] = e["heldout_tokens_per_eojeol"]
+        flipped = {k: v for k, v in change.items() if isinstance(v, bool)}
+        rows.append({"point": kind, "grid": next(iter(change), "chosen"),
+                     "flipped": ", ".join(f"{k}={str(v).lower()}" for k, v in flipped.items()),
+                     "min_count": cfg.min_count, "target_vocab_size": cfg.target_vocab_size,
+                     "top_latin": cfg.top_latin, **ev})
+    return pl.DataFrame(rows).unique(subset=["point", "min_count", "target_vocab_size",
+                                             "top_latin", "flipped"], keep="first",
+                                     maintain_order=True)

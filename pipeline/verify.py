@@ -14,10 +14,11 @@ documents (Arrow shards: ``text``, ``token_ids``, ``n_eojeol``):
 ``fertility``
     held-out tokens per eojeol, original (``before``) and pruned (``after``); ``after`` must
     equal the select stage's exact ``tokens_per_eojeol_selected``.
-``model_eval.heldout`` / ``model_eval.greedy``
+``model_eval.heldout`` / ``model_eval.<set>`` / ``model_eval.greedy``
     model quality (`pipeline.evaluate`): bits per byte of the original and the pruned model
-    (overall, on identical and on changed documents), top-1 agreement, and greedy
-    continuations of fixed Korean prompts side by side; bounded by ``[verify] eval_tokens``.
+    (overall, on identical and on changed documents), top-1 agreement, on the held-out split
+    and on every ``[eval] sets`` entry, and greedy continuations of fixed Korean prompts side
+    by side; bounded by ``[verify] eval_tokens`` per split.
 ``logits`` / ``generate``
     the largest ``|orig_logits[kept] - pruned_logits|`` on the identical documents of the
     model evaluation (same batches for both models); when no evaluated document is identical,
@@ -103,7 +104,11 @@ def verify_pruned(run, *, orig_tok, orig_model, pruned_dir: Path, kept_old_ids: 
     docs = read_heldout(run.paths.heldout_shards())
     selected = stage_metrics(run.paths.stage("select")).get("heldout", {})
     heldout, fert = tokenizer_checks(orig_tok, pruned_tok, docs, selected)
-    quality = evaluate_models(orig_model, pruned, orig_tok, pruned_tok, docs, kept_old_ids, vc)
+    from .evalsets import set_shards
+
+    sets = {es.name: read_heldout(set_shards(run.paths, es.name)) for es in run.eval_sets}
+    quality = evaluate_models(orig_model, pruned, orig_tok, pruned_tok, docs, kept_old_ids, vc,
+                              sets=sets)
     seqs, source = logit_sequences(docs, kept_old_ids, len(orig_tok), orig_tok.bos_token_id, vc)
     m = {"heldout": heldout, "fertility": fert,
          **model_checks(orig_model, pruned, kept_old_ids, model_id_map, seqs, source, vc,
@@ -195,18 +200,22 @@ def identical_mask(orig_tok, pruned_tok, docs: HeldoutDocs) -> np.ndarray:
 
 
 def evaluate_models(orig, pruned, orig_tok, pruned_tok, docs: HeldoutDocs, kept_old_ids,
-                    vc) -> dict:
-    """``model_eval``: `pipeline.evaluate.model_eval` on the held-out documents and
+                    vc, sets: dict[str, HeldoutDocs] | None = None) -> dict:
+    """``model_eval``: `pipeline.evaluate.model_eval` on the held-out documents and on every
+    evaluation set (``model_eval.<set>``, each with its own ``eval_tokens`` budget), and
     `greedy_continuations` (empty figures when ``eval_tokens`` / ``greedy_new_tokens`` is 0)."""
     from .evaluate import greedy_continuations, model_eval
 
     out = {"heldout": None, "greedy": None}
-    if vc.eval_tokens and docs.n:
-        out["heldout"] = model_eval(
-            orig, pruned, orig_tok, pruned_tok, docs.texts,
-            identical_mask(orig_tok, pruned_tok, docs), kept_old_ids,
-            max_tokens=vc.eval_tokens, max_doc_bytes=vc.eval_max_doc_bytes,
-            batch_tokens=vc.eval_batch_tokens)
+    for name, d in {"heldout": docs, **(sets or {})}.items():
+        if vc.eval_tokens and d.n:
+            out[name] = model_eval(
+                orig, pruned, orig_tok, pruned_tok, d.texts,
+                identical_mask(orig_tok, pruned_tok, d), kept_old_ids,
+                max_tokens=vc.eval_tokens, max_doc_bytes=vc.eval_max_doc_bytes,
+                batch_tokens=vc.eval_batch_tokens)
+        else:
+            out.setdefault(name, None)
     if vc.greedy_new_tokens:
         out["greedy"] = greedy_continuations(orig, pruned, orig_tok, pruned_tok,
                                              new_tokens=vc.greedy_new_tokens)

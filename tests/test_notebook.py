@@ -36,7 +36,7 @@ def test_notebook_executes_on_the_default_run(default_run, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     data = [o["data"] for o in outputs if o.output_type in ("execute_result", "display_data")]
     svgs = [d["image/svg+xml"] for d in data if "image/svg+xml" in d]
-    assert len(svgs) == 2 and all("<polyline" in s for s in svgs)
+    assert len(svgs) == 3 and all("<polyline" in s for s in svgs)
     tables = [d["text/html"] for d in data if "text/html" in d]
     assert any("heldout_identical_share" in t and "keep_korean_morphemes" in t for t in tables)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))

@@ -37,7 +37,8 @@ from ..morph import hf_tokenize_fn, morpheme_boundaries
 from ..select import REQUIRED
 from .data import RunData
 
-ROWS = {"dropped": 100, "kept_rare_per_reason": 20, "samples_changed": 8, "samples_same": 4}
+ROWS = {"dropped": 100, "kept_rare_per_reason": 20, "samples_changed": 8, "samples_same": 4,
+        "uncovered_per_split": 20}
 SAMPLE_MAX_CHARS = 160
 CONTEXT_CHARS = 36
 SHARD_COLUMNS = ["doc_id", "source", "text", "token_ids", "n_tokens", "n_bytes", "n_chars",
@@ -313,7 +314,7 @@ def curves_section(data: RunData, quality: dict) -> dict | None:
     rows = data.sweep.to_dicts()
     chosen = next((r for r in rows if r["point"] == "chosen"), rows[0])
     for r in rows:
-        r["series"] = ("chosen" if r["point"] == "chosen" else
+        r["series"] = ("chosen" if r["point"] == "chosen" else r["grid"] if "grid" in r else
                        "min_count" if r["target_vocab_size"] == chosen["target_vocab_size"]
                        else "target_vocab_size")
     return {"points": rows, "chosen": chosen,
@@ -475,6 +476,41 @@ def model_quality_section(data: RunData) -> dict | None:
             "greedy_agreement": g.get("agreement"), "greedy": g.get("prompts") or []}
 
 
+def coverage_section(data: RunData) -> dict | None:
+    """The select stage's ``coverage.<split>`` (`pipeline.coverage`) per split, with the
+    tokenizer figures of the evaluation sets (``eval.<set>``) and, once pruned, their bits per
+    byte (``model_eval.<split>``). None for a select stage from before coverage existed."""
+    cov = data.select_metrics.get("coverage")
+    if not cov:
+        return None
+    ev = data.select_metrics.get("eval") or {}
+    mev = (data.prune or {}).get("model_eval") or {}
+    names = ["train", "heldout"] + sorted(k for k in cov if k not in ("train", "heldout"))
+    rows, curves, scripts, types, uncovered = [], {}, [], [], []
+    for name in names:
+        c = cov.get(name)
+        if not c:
+            continue
+        e, bpb = ev.get(name) or {}, ((mev.get(name) or {}).get("bits_per_byte") or {})
+        rows.append({"split": name, "kind": "counted" if name == "train" else
+                     "held out" if name == "heldout" else "evaluation set",
+                     "documents": c["documents"], "tokens": c["tokens"],
+                     "occurrences": c["occurrences"], "documents_covered": c["documents_covered"],
+                     "seen_only_vocab": c["seen_only"]["vocab_size"],
+                     "seen_only_occurrences": c["seen_only"]["occurrences"],
+                     "seen_only_documents": c["seen_only"]["documents"],
+                     "tokens_per_eojeol_before": e.get("tokens_per_eojeol_before"),
+                     "tokens_per_eojeol_after": e.get("tokens_per_eojeol_after"),
+                     "bpb_before": bpb.get("before"), "bpb_after": bpb.get("after"),
+                     "bpb_delta_share": bpb.get("delta_share")})
+        curves[name] = {"points": c["curve"], "chosen": c["chosen"], "seen_only": c["seen_only"]}
+        scripts += [{"split": name, **r} for r in c["by_script"]]
+        types += [{"split": name, **r} for r in c["by_text_type"]]
+        uncovered += [{"split": name, **r} for r in c["uncovered"][:ROWS["uncovered_per_split"]]]
+    return {"splits": rows, "curves": curves, "by_script": scripts, "by_text_type": types,
+            "uncovered": uncovered, "eval_sets": [n for n in names if n not in ("train", "heldout")]}
+
+
 def prune_figures(data: RunData) -> dict:
     """Model figures from the prune stage, or ``pruned: False`` ("not pruned yet")."""
     p = data.prune
@@ -534,6 +570,7 @@ def compute(data: RunData) -> tuple[dict, dict]:
         "thresholds": data.thresholds,
         "curves": curves_section(data, quality),
         "model_quality": model_quality_section(data),
+        "coverage": coverage_section(data),
         "breakdown": breakdown_rows(data, vocab),
         "text_types": text_type_rows({"heldout": held, "train": train}),
         "tables": {"dropped": dropped, "kept_rare": kept_rare,

@@ -64,29 +64,61 @@ def charts(figures: dict) -> dict[str, Markup]:
     out = {}
     c = figures.get("curves")
     if c:
+        sets = (figures.get("coverage") or {}).get("eval_sets", [])
         out["identical"] = Markup(_curve(c, "heldout_identical_share",
-                                         "Vocabulary size vs held-out identical share",
-                                         svg.Axis("identical share", "{:.0%}"), None))
+                                         "Vocabulary size vs identical share (held-out, sets)",
+                                         svg.Axis("identical share", "{:.0%}"), None, sets))
         orig = c["original"]["tokens_per_eojeol"]
         out["fertility"] = Markup(_curve(c, "heldout_tokens_per_eojeol",
                                          "Vocabulary size vs held-out tokens per eojeol",
                                          svg.Axis("tokens per eojeol", "{:.3f}"),
                                          (orig, f"original tokenizer: {orig:.3f}")
-                                         if orig is not None else None))
+                                         if orig is not None else None, sets))
+    cov = figures.get("coverage")
+    if cov:
+        for key, title in (("documents", "documents tokenized identically"),
+                           ("occurrences", "token occurrences covered")):
+            out[f"coverage_{key}"] = Markup(_coverage_chart(cov, key, title))
     rows = [(r["label"], r["kept"], r["dropped"]) for r in figures["breakdown"] if r["vocab"]]
     out["breakdown"] = Markup(svg.bar_chart(rows, title="Kept share of each class"))
     return out
 
 
-def _curve(c: dict, key: str, title: str, y: svg.Axis, hline) -> str:
+def _coverage_chart(cov: dict, key: str, what: str) -> str:
+    """One series per split: kept-vocabulary size (selection order) vs coverage; the chosen
+    point and the seen-tokens-only baseline of each split as marks."""
+    series, marks = [], []
+    for i, (name, c) in enumerate(cov["curves"].items()):
+        color = svg.PALETTE[i % len(svg.PALETTE)]
+        pts = [(p["vocab_size"], p[key], f"{name}: {p['vocab_size']:,} tokens")
+               for p in c["points"] if p[key] is not None]
+        series.append(svg.Series(name, pts, color))
+        for label, p in (("chosen", c["chosen"]), ("seen only", c["seen_only"])):
+            if p.get(key) is not None:
+                marks.append(svg.Mark(p["vocab_size"], p[key],
+                                      f"{name} {label}: {p['vocab_size']:,}"))
+    return svg.line_chart(series, svg.Axis("kept vocabulary (tokens, selection order)"),
+                          svg.Axis(what, "{:.0%}"), title=f"Kept vocabulary vs {what}",
+                          marks=marks)
+
+
+def _curve(c: dict, key: str, title: str, y: svg.Axis, hline, sets=()) -> str:
     series = []
     for name, color, label in (("min_count", svg.PALETTE[0], "min_count={min_count}"),
                                ("target_vocab_size", svg.PALETTE[1],
-                                "target_vocab_size={target_vocab_size}")):
+                                "target_vocab_size={target_vocab_size}"),
+                               ("top_latin", svg.PALETTE[4], "top_latin={top_latin}")):
         pts = [(r["vocab_size"], r[key], label.format(**r) + f": {r['vocab_size']:,} tokens")
                for r in c["points"] if r["series"] in (name, "chosen") and r[key] is not None]
-        if len(pts) > (1 if name == "target_vocab_size" else 0):
+        if len(pts) > (0 if name == "min_count" else 1):
             series.append(svg.Series(f"{name} grid", pts, color))
+    for i, name in enumerate(sets):  # one curve per evaluation set, along the min_count grid
+        k = key.replace("heldout_", f"{name}_", 1)
+        pts = [(r["vocab_size"], r[k], f"{name}, min_count={r['min_count']}: {r['vocab_size']:,}")
+               for r in c["points"] if r["series"] in ("min_count", "chosen") and r.get(k) is not None]
+        if pts:
+            series.append(svg.Series(f"{name} (evaluation set)", pts,
+                                     svg.PALETTE[(i + 2) % len(svg.PALETTE)]))
     ch = c["chosen"]
     marks = ([svg.Mark(ch["vocab_size"], ch[key], f"chosen: {ch['vocab_size']:,}")]
              if ch.get(key) is not None else [])
