@@ -278,7 +278,9 @@ _INT64 = {("corpus", "max_documents"), ("corpus", "max_bytes"), ("select", "min_
 _ITEMS = {("corpus", "data_files"): (str, None), ("select", "keep_scripts"): (str, None),
           ("select", "keep_languages"): (str, None),
           ("sweep", "min_count"): (int, ("select", "min_count")),
-          ("sweep", "target_vocab_size"): (int, ("select", "target_vocab_size"))}
+          ("sweep", "target_vocab_size"): (int, ("select", "target_vocab_size")),
+          # inline tables, each checked key by key by pipeline.evalsets
+          ("eval", "sets"): (dict, None)}
 # Strings that may not be empty (an empty path would mean the current directory).
 _NON_EMPTY = {("", "artifacts_dir"), ("", "reports_dir"), ("", "run"), ("corpus", "source"),
               ("corpus", "text_column"), ("tokenizer", "source"), ("prune", "model")}
