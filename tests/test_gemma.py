@@ -22,6 +22,8 @@ from pipeline.closure import close_under_merges, required_ids, tokenizer_family
 from pipeline.errors import InputError
 from pipeline.surgery.tokenizer import prune_tokenizer, save_pruned_tokenizer
 
+from .matrix import gguf_file as write_gguf
+
 pytestmark = pytest.mark.slow
 
 RUN = "g"
@@ -278,18 +280,6 @@ def test_gguf_model_path_through_the_cli(gguf_file, tmp_path, capsys):
     assert "# stage prune: would run" in out and not (tmp_path / "a").exists()
 
 
-def _write_gguf(path: Path, arch: str) -> None:
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_name("tiny test")
-    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-
-
 @pytest.mark.parametrize("kind", ["not_gguf", "unsupported_arch", "two_files", "missing"])
 def test_bad_gguf_sources(kind, tmp_path, capsys):
     d = tmp_path / "m"
@@ -300,11 +290,11 @@ def test_bad_gguf_sources(kind, tmp_path, capsys):
         f.write_text("this is not a model")
         needles += ["not a GGUF file"]
     elif kind == "unsupported_arch":
-        _write_gguf(f, "rwkv6")
+        write_gguf(d, f.name, "rwkv6")
         needles += ["`rwkv6`", "Supported architectures", "gemma3", "llama"]
     elif kind == "two_files":
-        _write_gguf(f, "llama")
-        _write_gguf(d / "other.gguf", "llama")
+        write_gguf(d, f.name, "llama")
+        write_gguf(d, "other.gguf", "llama")
         needles = [str(d), "2 .gguf files"]
     else:
         f = d / "absent.gguf"
