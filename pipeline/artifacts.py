@@ -28,6 +28,7 @@ It does not know what any stage computes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -82,11 +83,19 @@ def _json_default(o: Any):
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with _replacing(tmp, path):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _replacing(tmp: Path, path: Path):
+    """The block writes ``tmp``; then it replaces ``path``. On any error ``tmp`` is removed and
+    an OSError without a file name names ``path``."""
+    try:
+        yield
         os.replace(tmp, path)
     except BaseException as e:
         with _suppress_os():
@@ -117,14 +126,8 @@ def write_parquet(table, path: Path) -> None:
         table = table.to_arrow()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with _replacing(tmp, path):
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with _suppress_os():
-            tmp.unlink(missing_ok=True)
-        _with_path(e, path)
-        raise
 
 
 @dataclass(frozen=True)

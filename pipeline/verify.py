@@ -103,12 +103,12 @@ def verify_pruned(run, *, orig_tok, orig_model, pruned_dir: Path, kept_old_ids: 
     pruned.eval()
     docs = read_heldout(run.paths.heldout_shards())
     selected = stage_metrics(run.paths.stage("select")).get("heldout", {})
-    heldout, fert = tokenizer_checks(orig_tok, pruned_tok, docs, selected)
+    heldout, fert, same = tokenizer_checks(orig_tok, pruned_tok, docs, selected)
     from .evalsets import set_shards
 
     sets = {es.name: read_heldout(set_shards(run.paths, es.name)) for es in run.eval_sets}
     quality = evaluate_models(orig_model, pruned, orig_tok, pruned_tok, docs, kept_old_ids, vc,
-                              sets=sets)
+                              sets=sets, heldout_identical=same)
     seqs, source = logit_sequences(docs, kept_old_ids, len(orig_tok), orig_tok.bos_token_id, vc)
     m = {"heldout": heldout, "fertility": fert,
          **model_checks(orig_model, pruned, kept_old_ids, model_id_map, seqs, source, vc,
@@ -130,12 +130,12 @@ def verify_pruned(run, *, orig_tok, orig_model, pruned_dir: Path, kept_old_ids: 
 # Tokenizer on the held-out documents
 
 
-def tokenizer_checks(orig_tok, pruned_tok, docs: HeldoutDocs, selected: dict) -> tuple[dict, dict]:
-    """(``heldout`` figures, ``fertility`` figures) from re-tokenizing every held-out doc."""
+def tokenizer_checks(orig_tok, pruned_tok, docs: HeldoutDocs,
+                     selected: dict) -> tuple[dict, dict, np.ndarray]:
+    """(``heldout`` figures, ``fertility`` figures, per-document identical mask) from
+    re-tokenizing every held-out doc."""
     encs = pruned_tok.backend_tokenizer.encode_batch(docs.texts, add_special_tokens=False)
-    vocab = orig_tok.convert_ids_to_tokens(list(range(len(orig_tok))))
-    same = np.array([e.tokens == [vocab[i] for i in ids] for e, ids in zip(encs, docs.ids)],
-                    dtype=bool)
+    same = _identical(orig_tok, encs, docs)
     pruned_ids = [e.ids for e in encs]
     rt = roundtrip(orig_tok, pruned_tok, docs, pruned_ids)
     heldout = {"documents_verified": docs.n,
@@ -149,7 +149,7 @@ def tokenizer_checks(orig_tok, pruned_tok, docs: HeldoutDocs, selected: dict) ->
             "after": round(n_after / docs.eojeol, 6) if docs.eojeol else None,
             "after_selected": selected.get("tokens_per_eojeol_selected"),
             "tokens_before": n_before, "tokens_after": n_after, "eojeol": docs.eojeol}
-    return heldout, fert
+    return heldout, fert, same
 
 
 def roundtrip(orig_tok, pruned_tok, docs: HeldoutDocs, pruned_ids: list[list[int]]) -> dict:
@@ -194,24 +194,31 @@ def logit_sequences(docs: HeldoutDocs, kept_old_ids: np.ndarray, vocab_size: int
 def identical_mask(orig_tok, pruned_tok, docs: HeldoutDocs) -> np.ndarray:
     """Per document: does the pruned tokenizer split it into exactly the original tokens?"""
     encs = pruned_tok.backend_tokenizer.encode_batch(docs.texts, add_special_tokens=False)
+    return _identical(orig_tok, encs, docs)
+
+
+def _identical(orig_tok, encs, docs: HeldoutDocs) -> np.ndarray:
     vocab = orig_tok.convert_ids_to_tokens(list(range(len(orig_tok))))
     return np.array([e.tokens == [vocab[i] for i in ids] for e, ids in zip(encs, docs.ids)],
                     dtype=bool)
 
 
 def evaluate_models(orig, pruned, orig_tok, pruned_tok, docs: HeldoutDocs, kept_old_ids,
-                    vc, sets: dict[str, HeldoutDocs] | None = None) -> dict:
+                    vc, sets: dict[str, HeldoutDocs] | None = None,
+                    heldout_identical: np.ndarray | None = None) -> dict:
     """``model_eval``: `pipeline.evaluate.model_eval` on the held-out documents and on every
     evaluation set (``model_eval.<set>``, each with its own ``eval_tokens`` budget), and
-    `greedy_continuations` (empty figures when ``eval_tokens`` / ``greedy_new_tokens`` is 0)."""
+    `greedy_continuations` (empty figures when ``eval_tokens`` / ``greedy_new_tokens`` is 0).
+    ``heldout_identical``: the held-out mask `tokenizer_checks` already computed."""
     from .evaluate import greedy_continuations, model_eval
 
     out = {"heldout": None, "greedy": None}
     for name, d in {"heldout": docs, **(sets or {})}.items():
         if vc.eval_tokens and d.n:
+            same = heldout_identical if name == "heldout" and heldout_identical is not None \
+                else identical_mask(orig_tok, pruned_tok, d)
             out[name] = model_eval(
-                orig, pruned, orig_tok, pruned_tok, d.texts,
-                identical_mask(orig_tok, pruned_tok, d), kept_old_ids,
+                orig, pruned, orig_tok, pruned_tok, d.texts, same, kept_old_ids,
                 max_tokens=vc.eval_tokens, max_doc_bytes=vc.eval_max_doc_bytes,
                 batch_tokens=vc.eval_batch_tokens)
         else:
