@@ -13,18 +13,12 @@ from pipeline.closure import required_ids
 from pipeline.config import load_config
 from pipeline.select import rule_reasons, select
 
+from .test_select_policy import scores_with_counts
+
 
 @pytest.fixture(scope="module")
 def scores(tekken):
-    from pipeline.tokenclass import classify_vocab
-
-    base = classify_vocab(tekken)
-    req = required_ids(tekken)
-    return base.with_columns(
-        required=pl.Series([req.get(i) for i in range(base.height)], dtype=pl.String),
-        count=pl.lit(0, dtype=pl.Int64), doc_freq=pl.lit(0, dtype=pl.Int64),
-        kiwi_single_morpheme=pl.lit(False), kiwi_valid_word=pl.lit(False),
-        lang=pl.lit(None, dtype=pl.String), lang_prob=pl.lit(None, dtype=pl.Float32))
+    return scores_with_counts(tekken, np.zeros(len(tekken), dtype=np.int64))
 
 
 def _cfg(**kw):

@@ -12,46 +12,26 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.closure import required_ids
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.select import check_select_config, rule_reasons
 
-from .test_select_policy import TEXTS
+from .test_select_policy import TEXTS, fast_tokenizer, scores_with_counts, train_bpe
 
 
 @pytest.fixture(scope="module")
 def reversed_tok():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    backend.train_from_iterator(TEXTS * 20, trainer)
-    data = json.loads(backend.to_str())
+    data = json.loads(train_bpe(TEXTS))
     vocab = data["model"]["vocab"]
     n = len(vocab)
     # ids 3.. reversed: the trainer's ids follow merge order; now they run against it
     data["model"]["vocab"] = {t: (i if i < 3 else n + 2 - i) for t, i in vocab.items()}
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)),
-                                   bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    return fast_tokenizer(json.dumps(data))
 
 
 @pytest.fixture(scope="module")
 def scores(reversed_tok):
-    from pipeline.tokenclass import classify_vocab
-
-    base = classify_vocab(reversed_tok)
-    req = required_ids(reversed_tok)
-    return base.with_columns(
-        required=pl.Series([req.get(i) for i in range(base.height)], dtype=pl.String),
-        count=pl.lit(0, dtype=pl.Int64), doc_freq=pl.lit(0, dtype=pl.Int64),
-        kiwi_single_morpheme=pl.lit(False), kiwi_valid_word=pl.lit(False),
-        lang=pl.lit(None, dtype=pl.String), lang_prob=pl.lit(None, dtype=pl.Float32))
+    return scores_with_counts(reversed_tok, np.zeros(len(reversed_tok), dtype=np.int64))
 
 
 def _cfg(**kw):

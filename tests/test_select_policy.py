@@ -22,10 +22,9 @@ TEXTS = ["대한민국 헌법 제1조 대한민국은 민주공화국이다.", "
          "今日はいい天気ですね。", "오늘 날씨가 좋다 내일은 비가 온다 the weather"]
 
 
-@pytest.fixture(scope="module")
-def tok():
+def train_bpe(texts: list[str]) -> str:
+    """tokenizer.json of a small byte-level BPE trained on ``texts`` (ids follow merge order)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -33,27 +32,44 @@ def tok():
     trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<s>", "</s>", "<pad>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    backend.train_from_iterator(TEXTS * 20, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")
+    backend.train_from_iterator(texts * 20, trainer)
+    return backend.to_str()
+
+
+def fast_tokenizer(tokenizer_json: str):
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(tokenizer_json),
+                                   bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+def scores_with_counts(tok, count) -> pl.DataFrame:
+    """Real classes and required reasons of ``tok``, the given counts (also as doc_freq), no
+    Kiwi features, no fastText languages."""
+    from pipeline.tokenclass import classify_vocab
+
+    base = classify_vocab(tok)
+    req = required_ids(tok)
+    return base.with_columns(
+        required=pl.Series([req.get(i) for i in range(base.height)], dtype=pl.String),
+        count=pl.Series(count, dtype=pl.Int64), doc_freq=pl.Series(count, dtype=pl.Int64),
+        kiwi_single_morpheme=pl.lit(False), kiwi_valid_word=pl.lit(False),
+        lang=pl.lit(None, dtype=pl.String), lang_prob=pl.lit(None, dtype=pl.Float32))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return fast_tokenizer(train_bpe(TEXTS))
 
 
 @pytest.fixture(scope="module")
 def scores(tok) -> pl.DataFrame:
     """Real classes; seeded counts (a third unused); no Kiwi features; fastText languages set
     below per test."""
-    from pipeline.tokenclass import classify_vocab
-
-    base = classify_vocab(tok)
-    n = base.height
+    n = len(tok)
     rng = np.random.default_rng(0)
-    count = rng.integers(1, 10_000, n) * (rng.random(n) < 0.67)
-    req = required_ids(tok)
-    return base.with_columns(
-        required=pl.Series([req.get(i) for i in range(n)], dtype=pl.String),
-        count=pl.Series(count, dtype=pl.Int64), doc_freq=pl.Series(count, dtype=pl.Int64),
-        kiwi_single_morpheme=pl.lit(False), kiwi_valid_word=pl.lit(False),
-        lang=pl.lit(None, dtype=pl.String), lang_prob=pl.lit(None, dtype=pl.Float32))
+    return scores_with_counts(tok, rng.integers(1, 10_000, n) * (rng.random(n) < 0.67))
 
 
 def rules(**kw):
