@@ -357,7 +357,12 @@ def _check_page(browser, path: Path, tmp: Path, Image) -> None:
     assert pg.evaluate("document.body.innerText.includes('<script>alert(1)</script>')")
     assert pg.evaluate("document.scripts.length") == 1
     charts = pg.query_selector_all("svg.chart")
-    assert len(charts) == 3
+    titles = [c.query_selector(".chart-title").text_content() for c in charts]
+    assert titles == ["Vocabulary size vs identical share (held-out, sets)",
+                      "Vocabulary size vs held-out tokens per eojeol",
+                      "Kept vocabulary vs documents tokenized identically",
+                      "Kept vocabulary vs token occurrences covered",
+                      "Kept share of each class"], titles
     for k, chart in enumerate(charts):
         box = chart.bounding_box()
         assert box["width"] > 300 and box["height"] > 150
