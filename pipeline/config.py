@@ -196,6 +196,50 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    new_tokens: int = _f(8000, "Korean tokens to add to the pruned vocabulary, learned as new BPE "
+                         "merges over the kept vocabulary from the run's train split (inside "
+                         "eojeol), appended after the existing merges; 0 = recovery training "
+                         "only.", min=0, max=1_000_000)
+    min_pair_count: int = _f(2, "A pair is merged only when it occurs at least this often in the "
+                             "counted words (fewer new tokens are learned otherwise).", min=1)
+    max_pretokens: int = _f(500_000, "Distinct words (pre-tokens) kept while counting the train "
+                            "split: the most frequent; bounds the memory of the extension.",
+                            min=1, max=100_000_000)
+    train_tokens: int = _f(1_000_000, "Token budget of the recovery training (tokens of the packed "
+                           "train sequences read); sets the number of steps and the learning-rate "
+                           "schedule.", min=1, max=(1 << 62))
+    max_seconds: float = _f(0.0, "Wall-clock budget of the recovery training in seconds, across "
+                            "resumes (0 = none: the token budget alone).", min=0.0)
+    seq_len: int = _f(256, "Tokens per packed training sequence.", min=8, max=1_000_000)
+    batch_size: int = _f(8, "Sequences per micro-batch.", min=1, max=1_000_000)
+    grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.", min=1, max=1_000_000)
+    lr: float = _f(5e-4, "Peak AdamW learning rate (input embeddings and LM head only).",
+                   min=1e-9, max=1.0)
+    warmup_share: float = _f(0.05, "Share of the steps with a linear learning-rate warm-up.",
+                             min=0.0, max=0.5)
+    min_lr_share: float = _f(0.1, "Cosine decay ends at this share of the peak learning rate.",
+                             min=0.0, max=1.0)
+    weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0, max=1.0)
+    seed: int = _f(0, "Seed of the sequence order (the training itself is deterministic).",
+                   min=0, max=(1 << 32) - 1)
+    eval_every: int = _f(50, "Steps between held-out evaluations (bits per byte).", min=1)
+    patience: int = _f(3, "Stop early after this many evaluations without improvement, keeping "
+                       "the best weights (0 = never stop early).", min=0)
+    checkpoint_every: int = _f(50, "Steps between checkpoints (an interrupted run resumes from "
+                               "the last one).", min=1)
+    eval_bytes: int = _f(32_768, "UTF-8 bytes of text (whole documents, seeded sample) on which "
+                         "bits per byte are measured, per set (held-out and each [eval] set).",
+                         min=256, max=1_000_000_000)
+    eval_max_doc_bytes: int = _f(1024, "Evaluated documents are cut at a space before this many "
+                                 "UTF-8 bytes.", min=16, max=1_000_000)
+    eval_batch_tokens: int = _f(1024, "Padded tokens per evaluation forward pass.", min=16,
+                                max=1_000_000)
+    device: str = _f("auto", "`auto` (CUDA when present, else CPU), `cpu` or `cuda`.",
+                     choices=("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
 class Config:
     run: str = _f("default", "Run name: outputs go to artifacts/<run>/ and reports/<run>/.")
     artifacts_dir: str = _f("artifacts", "Root of all run artifacts.")
@@ -211,6 +255,7 @@ class Config:
     prune: PruneConfig = field(default_factory=PruneConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
     # -- views -------------------------------------------------------------------------------
     def section_dict(self, name: str) -> dict:
@@ -271,9 +316,10 @@ INT64 = (-(1 << 63), (1 << 63) - 1)
 INT32_MAX = (1 << 31) - 1
 # Integers are bounded where a library bounds them: Arrow string offsets, token ids and row
 # counts are int32; seeds are 32-bit (numpy). Keys not listed here are int32 unless in _INT64.
-_LIBRARY_MAX = {("prune", "demo_seed"): (1 << 32) - 1, ("tokenize", "shard_bytes"): INT32_MAX}
+_LIBRARY_MAX = {("prune", "demo_seed"): (1 << 32) - 1, ("adapt", "seed"): (1 << 32) - 1,
+                ("tokenize", "shard_bytes"): INT32_MAX}
 _INT64 = {("corpus", "max_documents"), ("corpus", "max_bytes"), ("select", "min_count"),
-          ("select", "min_doc_freq")}
+          ("select", "min_doc_freq"), ("adapt", "train_tokens")}
 # Element type of list values (and the field whose range each element must respect).
 _ITEMS = {("corpus", "data_files"): (str, None), ("select", "keep_scripts"): (str, None),
           ("select", "keep_languages"): (str, None),
@@ -339,6 +385,10 @@ def _check_scalar(where: str, section: str, key: str, expected, value: Any, f, o
                               f"remove it. {help_}")
         if (section, key) in _NON_EMPTY and not value.strip():
             raise ConfigError(f"Config value {where} in {origin} may not be empty. {help_}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"Config value {where} = {value!r} in {origin} is not one of "
+                          f"{', '.join(repr(c) for c in choices)}. {help_}")
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     if expected is int:
         cap = _LIBRARY_MAX.get((section, key), INT64[1] if (section, key) in _INT64
