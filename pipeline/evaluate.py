@@ -276,3 +276,39 @@ def greedy_continuations(orig, pruned, orig_tok, pruned_tok, prompts=GREEDY_PROM
             "agreement": _r(sum(r["same"] for r in rows) / len(rows)) if rows else None,
             "prefix_agreement": _r(sum(r["common_prefix_share"] for r in rows) / len(rows))
             if rows else None}
+
+
+def sample_texts(texts: list[str], max_bytes: int, max_doc_bytes: int,
+                 seed: int = SEED) -> list[str]:
+    """A seeded sample of ``texts``, each cut at a space before ``max_doc_bytes``, until about
+    ``max_bytes`` UTF-8 bytes: the same documents for every model and tokenizer compared."""
+    out, used = [], 0
+    for i in np.random.default_rng(seed).permutation(len(texts)).tolist():
+        t = cut_text(texts[i], max_doc_bytes)
+        if not t.strip():
+            continue
+        out.append(t)
+        used += len(t.encode("utf-8"))
+        if used >= max_bytes:
+            break
+    return out
+
+
+def encode_for_eval(tok, texts: list[str]) -> list[list[int]]:
+    """Token ids of ``texts`` with BOS (as `model_eval` reads them)."""
+    encs = tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [_with_bos(e.ids, tok.bos_token_id) for e in encs]
+
+
+def bits_per_byte(model, seqs: list[list[int]], n_bytes: int, *, batch_tokens: int,
+                  limit: int | None = None) -> float | None:
+    """-log2 p of the sequences' tokens after the first, summed, per byte of their text
+    (``limit``: only the first ``limit`` logits, a padded model's real rows)."""
+    if not seqs or not n_bytes:
+        return None
+    stats: list = [None] * len(seqs)
+    for b in _batches([len(s) for s in seqs], batch_tokens):
+        lg, x = _batch_logits(model, seqs, b, limit)
+        _nll_argmax(lg, x, seqs, b, stats)
+        del lg
+    return _r(sum(s[0].sum() for s in stats) / n_bytes)
