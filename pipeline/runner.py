@@ -14,6 +14,8 @@ Stages (``artifacts/<run>/<stage>/``)::
     sweep      <- select inputs + [sweep]           threshold grid table (one curve per set)
     prune      <- select + model + [prune] [verify] pruned tokenizer + model, verified
                                                     (`pipeline.prune`)
+    adapt      <- prune + evalsets + [adapt]        extended vocabulary + recovery-trained
+                                                    embeddings and head (`pipeline.adapt`)
 
 Reports (`pipeline.report`) are rebuilt from whatever stages are complete after every command.
 
@@ -35,9 +37,10 @@ from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
 VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "evalsets": 1,
-            "select": 2, "sweep": 2, "prune": 3}  # prune 3: provenance lists the output's files
+            "select": 2, "sweep": 2, "prune": 3,  # prune 3: provenance lists the output's files
+            "adapt": 1}
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "evalsets", "select"]
-ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune"]
+ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune", "adapt"]
 # Files of a save_pretrained directory that define its tokenizer (config.json too: AutoTokenizer
 # may pick the tokenizer class from the model type).
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -142,6 +145,7 @@ class Run:
             "prune": lambda: (self.fp("select"), self.model_source_fp,
                               {k: v for k, v in c.section_dict("prune").items() if k != "output_dir"},
                               c.section_dict("verify")),
+            "adapt": lambda: (self.fp("prune"), self.fp("evalsets"), c.section_dict("adapt")),
         }[stage]()
         return fingerprint(stage, VERSIONS[stage], *parts)
 
@@ -384,6 +388,10 @@ class Run:
         return model_source_fingerprint(self.cfg)
 
     def run_prune(self) -> dict:
+        self._checked_prune()
+        return self.write_metrics()
+
+    def _checked_prune(self) -> Path:
         from .prune import check_prune_inputs, export_output, prune_stage
         from .safety import library_errors
 
@@ -396,6 +404,25 @@ class Run:
         with library_errors(f"model `{self.cfg.prune.model}`"):
             d = self._run("prune", lambda tmp: prune_stage(self, tmp))
         export_output(self, d)
+        return d
+
+    def run_adapt(self) -> dict:
+        """Prune (when not up to date), then extend and recovery-train (`pipeline.adapt`);
+        the training checkpoint is removed once the stage is complete."""
+        from .adapt import adapt_stage, check_adapt_inputs, remove_checkpoint
+        from .prune import _progress_bars
+        from .safety import library_errors
+
+        self.check_locations()
+        self.check()
+        self.lock()
+        check_adapt_inputs(self)  # before the (long) prune and analysis stages
+        self._checked_prune()
+        self.evalsets()
+        with library_errors(f"adapting model `{self.cfg.prune.model}`"), \
+                _progress_bars(self.progress):
+            self._run("adapt", lambda tmp: adapt_stage(self, tmp))
+        remove_checkpoint(self)
         return self.write_metrics()
 
     def check_locations(self) -> None:
@@ -456,7 +483,8 @@ class Run:
 
     def plan(self, command: str = "analyze") -> list[tuple[str, str]]:
         """(stage, status) of the stages ``command`` runs, for --dry-run."""
-        extra = {"sweep": ["sweep"], "prune": ["prune"]}.get(command, [])
+        extra = {"sweep": ["sweep"], "prune": ["prune"], "adapt": ["prune", "adapt"]}.get(
+            command, [])
         out = []
         for s in ANALYZE_STAGES + extra:
             done = is_done(self.paths.stage(s), self.fp(s), self.check_digests) and not self.force

@@ -192,7 +192,7 @@ def _step(model, opt, params, seqs, step: int, ac, real_rows: int, device: str,
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), x[:, 1:].reshape(-1))
         (loss / ac.grad_accum).backward()
-        total_loss += float(loss) / ac.grad_accum
+        total_loss += float(loss.detach()) / ac.grad_accum
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     for g in opt.param_groups:
         g["lr"] = lr
@@ -221,7 +221,7 @@ def _evaluate(model, params, st: TrainState, ac, evaluate, best, say):
         st.best_bpb, st.best_step, st.bad_evals = bpb, st.step, 0
         return [p.detach().cpu().clone() for p in params]
     st.bad_evals += 1
-    if ac.patience and st.bad_evals >= ac.patience:
+    if ac.patience and st.bad_evals >= ac.patience and not st.stopped:
         st.stopped = "early stopping"
     return best
 
