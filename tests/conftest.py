@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,23 @@ def gemma_tok(gemma_dir):
     from pipeline.tokenizer_io import load_tokenizer
 
     return load_tokenizer(str(gemma_dir))
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    tmp: Path         # holds artifacts/t and reports/t
+    args: list[str]   # the command-line arguments it was run with (besides --run and dirs)
+
+
+@pytest.fixture(scope="session")
+def demo_pruned_run(tmp_path_factory, tekken_dir) -> DemoRun:
+    """The demo job pruned once per session (run ``t``: konlpy corpus, Tekken, demo model);
+    tests copy it before writing into it."""
+    from pipeline.__main__ import main
+
+    tmp = tmp_path_factory.mktemp("default")
+    args = ["--config", "configs/demo.toml", "--tokenizer", str(tekken_dir)]
+    assert main(["prune", "--no-progress", "--run", "t",
+                 "--set", f'artifacts_dir="{tmp / "artifacts"}"',
+                 "--set", f'reports_dir="{tmp / "reports"}"', *args]) == 0
+    return DemoRun(tmp, args)

@@ -86,11 +86,10 @@ def tiny_model_dir(path: Path, tokenizer, *, arch: str = "qwen2", tie: bool = Tr
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory, tekken_dir) -> Path:
-    """The default job (embedded corpus, default thresholds, demo model)."""
-    tmp = tmp_path_factory.mktemp("default")
-    assert cli(tmp, "--config", "configs/demo.toml", "--tokenizer", str(tekken_dir)) == 0
-    return tmp
+def default_run(demo_pruned_run) -> Path:
+    """The default job (embedded corpus, default thresholds, demo model), run once per session
+    (conftest `demo_pruned_run`, shared with test_adapt)."""
+    return demo_pruned_run.tmp
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Only stages that are up to date with the run's config are used (the rule of
 `pipeline.runner.Run.write_metrics`): a stale ``sweep/`` gives no curves, a stale or missing
 ``prune/`` gives "not pruned yet". ``select/`` must be current; otherwise there is nothing to
-report and `InputError` says which command to run.
+report and `InputError` says which command to run. A current ``adapt/`` adds its figures.
 
 The pruned tokenizer is the prune stage's saved one (``prune/model/``, ids mapped back through
 its ``id_map.json``) when that stage is current, else built in memory from ``keep.parquet``
@@ -43,6 +43,7 @@ class RunData:
     prune: dict | None          # prune stage metrics; None: not pruned (or stale)
     prune_stale: bool           # prune/ exists but is from other inputs
     pruned: Pruned
+    adapt: dict | None = None   # adapt stage metrics; None: not adapted (or stale)
 
     @property
     def paths(self):
@@ -85,7 +86,9 @@ def load_run(run) -> RunData:
                    or run.cfg.section_dict("select"),
                    select_metrics=sel, sweep=sweep, prune=prune,
                    prune_stale=bool(read_done(paths.stage("prune"))) and not prune_current,
-                   pruned=pruned)
+                   pruned=pruned,
+                   adapt=stage_metrics(paths.stage("adapt")) if prune_current
+                   and _current(run, "adapt") else None)
 
 
 def _in_memory(tok, keep: np.ndarray) -> Pruned:

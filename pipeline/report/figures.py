@@ -511,6 +511,24 @@ def coverage_section(data: RunData) -> dict | None:
             "uncovered": uncovered, "eval_sets": [n for n in names if n not in ("train", "heldout")]}
 
 
+def adapt_section(data: RunData) -> dict | None:
+    """The adapt stage's figures (``adapt.*``): one row per set (held-out first) with tokens
+    per eojeol and bits per byte of each model, the training figures and the loss curve;
+    None when the run is not adapted (or the adaptation is stale)."""
+    a = (data.adapt or {}).get("adapt")
+    if not a:
+        return None
+    fert, bpb = a.get("tokens_per_eojeol") or {}, a.get("bits_per_byte") or {}
+    names = ["heldout"] + sorted(n for n in fert if n != "heldout")
+    rows = [{"set": n, "fertility": fert.get(n) or {}, "bpb": bpb.get(n) or {}}
+            for n in names if n in fert]
+    tr = a.get("train") or {}
+    return {"rows": rows, "new_tokens": a.get("new_tokens") or {}, "vocab": a.get("vocab") or {},
+            "train": {k: v for k, v in tr.items() if k not in ("loss_curve", "evals")},
+            "curve": [[p["step"], p["loss"]] for p in tr.get("loss_curve") or []],
+            "evals": [[p["step"], p["bits_per_byte"]] for p in tr.get("evals") or []]}
+
+
 def prune_figures(data: RunData) -> dict:
     """Model figures from the prune stage, or ``pruned: False`` ("not pruned yet")."""
     p = data.prune
@@ -570,6 +588,7 @@ def compute(data: RunData) -> tuple[dict, dict]:
         "thresholds": data.thresholds,
         "curves": curves_section(data, quality),
         "model_quality": model_quality_section(data),
+        "adapt": adapt_section(data),
         "coverage": coverage_section(data),
         "breakdown": breakdown_rows(data, vocab),
         "text_types": text_type_rows({"heldout": held, "train": train}),

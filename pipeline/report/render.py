@@ -79,9 +79,24 @@ def charts(figures: dict) -> dict[str, Markup]:
         for key, title in (("documents", "documents tokenized identically"),
                            ("occurrences", "token occurrences covered")):
             out[f"coverage_{key}"] = Markup(_coverage_chart(cov, key, title))
+    ad = figures.get("adapt")
+    if ad and ad["curve"]:
+        out["adapt_loss"] = Markup(_loss_chart(ad))
     rows = [(r["label"], r["kept"], r["dropped"]) for r in figures["breakdown"] if r["vocab"]]
     out["breakdown"] = Markup(svg.bar_chart(rows, title="Kept share of each class"))
     return out
+
+
+def _loss_chart(ad: dict) -> str:
+    """Training loss per optimizer step (nats per token, packed train sequences); the step
+    whose weights were kept is marked."""
+    pts = [(step, loss, f"step {step}: loss {loss:.4f}") for step, loss in ad["curve"]]
+    best = ad["train"].get("best_step")
+    marks = [svg.Mark(step, loss, f"kept: step {step}") for step, loss in ad["curve"]
+             if step == best]
+    return svg.line_chart([svg.Series("train loss", pts, svg.PALETTE[0])],
+                          svg.Axis("optimizer step"), svg.Axis("loss (nats/token)", "{:.2f}"),
+                          title="Recovery training loss", marks=marks)
 
 
 def _coverage_chart(cov: dict, key: str, what: str) -> str:
