@@ -1,0 +1,92 @@
+"""`adapt` on the real model: Gemma 3 270M pruned with NSMC counts (``configs/nsmc.toml``),
+extended with ``--new-tokens`` Korean tokens and recovery-trained for ``--max-seconds``.
+
+    .venv/bin/python -m bench.adapt_bench --max-seconds 1200          # the issue's 20 minutes
+    .venv/bin/python -m bench.adapt_bench --max-seconds 300 --eval-bytes 8192   # a smoke run
+
+Runs ``python -m pipeline adapt`` in its own process in ``--art`` (kept between runs, so the
+analysis and the prune stage are reused and an interrupted run resumes from its checkpoint),
+then prints the ``adapt.*`` figures as Markdown tables and writes them, with the machine, to
+``bench/out/adapt.json``. Not part of ``make bench`` (it would double its time) and never run
+by the tests; BENCHMARKS.md quotes its output by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_adapt(art: Path, args: argparse.Namespace) -> dict:
+    sets = {"adapt.new_tokens": args.new_tokens, "adapt.max_seconds": float(args.max_seconds),
+            "adapt.train_tokens": args.train_tokens, "adapt.eval_bytes": args.eval_bytes,
+            "adapt.eval_every": args.eval_every, "adapt.checkpoint_every": args.eval_every,
+            "adapt.seq_len": args.seq_len, "adapt.batch_size": args.batch_size,
+            "adapt.lr": args.lr, "corpus.max_documents": args.max_documents}
+    cmd = [sys.executable, "-m", "pipeline", "adapt", "--no-progress", "--config",
+           args.config, "--set", f'artifacts_dir="{art / "artifacts"}"',
+           "--set", f'reports_dir="{art / "reports"}"']
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"adapt failed (exit {proc.returncode})")
+    metrics = json.loads(next((art / "reports").glob("*/metrics.json")).read_text())
+    return {"wall_s": round(time.perf_counter() - t0, 1), "settings": sets,
+            "adapt": metrics["adapt"]}
+
+
+def tables(r: dict) -> str:
+    a = r["adapt"]
+    tr, nt, v = a["train"], a["new_tokens"], a["vocab"]
+    out = [f"new tokens {nt['learned']:,} (of {nt['requested']:,}); vocabulary "
+           f"{v['pruned']:,} -> {v['extended']:,}; trained {tr['tokens']:,} tokens in "
+           f"{tr['steps']} steps, {tr['seconds']} s on {tr['device']} (stopped: "
+           f"{tr['stopped']}; best step {tr['best_step']})", "",
+           "| set | tokens/eojeol original | pruned | extended | fewer | bits/byte original "
+           "| pruned | extended (init) | trained | documents | bytes |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, f in a["tokens_per_eojeol"].items():
+        b = a["bits_per_byte"][name]
+        out.append(f"| {name} | {f['original']} | {f['pruned']} | {f['extended']} | "
+                   f"{f['reduction']:.1%} | {b['original']} | {b['pruned']} | {b['extended']} | "
+                   f"{b['trained']} | {b['documents']} | {b['bytes']} |")
+    out += ["", "held-out bits/byte during training: " + ", ".join(
+        f"step {e['step']}: {e['bits_per_byte']}" for e in tr["evals"])]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="configs/nsmc.toml")
+    p.add_argument("--art", type=Path, default=ROOT / "bench" / "out" / "adapt")
+    p.add_argument("--new-tokens", type=int, default=8000)
+    p.add_argument("--max-seconds", type=int, default=1200)
+    p.add_argument("--train-tokens", type=int, default=20_000_000)
+    p.add_argument("--eval-bytes", type=int, default=16_384)
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-documents", type=int, default=0)
+    args = p.parse_args(argv)
+    from bench.__main__ import machine
+
+    r = {"machine": machine(), **run_adapt(args.art, args)}
+    out = ROOT / "bench" / "out" / "adapt.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
+    print(tables(r))
+    print(f"wall {r['wall_s']} s; figures in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
