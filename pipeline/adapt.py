@@ -119,8 +119,7 @@ def adapt_stage(run, tmp: Path) -> dict:
                        "merges": len(merges)},
         "vocab": {"pruned": n_old, "extended": n_new,
                   "model_rows": int(model.get_input_embeddings().weight.shape[0])},
-        "tokens_per_eojeol": {name: _fertility(run.tokenizer(), ptok, etok, *s)
-                              for name, s in sets.items()},
+        "tokens_per_eojeol": {name: _fertility(ptok, etok, *s) for name, s in sets.items()},
         "bits_per_byte": {name: {**v, **ev.sizes[name]} for name, v in bpb.items()},
         "train": _train_figures(st, device),
         "frozen": frozen, "roundtrip": rt,
@@ -303,7 +302,8 @@ def _roundtrip(ptok, etok, texts: list[str]) -> dict:
             "failures_extended": len(after), "new_failures": len(after - before)}
 
 
-def _fertility(orig_tok, ptok, etok, texts: list[str], eojeol: int, orig_ids) -> dict:
+def _fertility(ptok, etok, texts: list[str], eojeol: int, orig_ids) -> dict:
+    """Tokens per eojeol of the original (the shards' ids), pruned and extended tokenizers."""
     from .extension import tokens_per_eojeol
 
     if not eojeol:

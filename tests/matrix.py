@@ -529,6 +529,12 @@ def cases(tmp: Path, tok: Path, model: Path) -> list[Case]:
              ("broken.toml", "not valid TOML")),
         Case("analyze", "max_doc_bytes below its minimum", ("--set", "corpus.max_doc_bytes=10"), 2,
              ("corpus.max_doc_bytes", "out of range")),
+        Case("adapt", "negative number of new tokens", ("--set", "adapt.new_tokens=-1"), 2,
+             ("adapt.new_tokens", "out of range")),
+        Case("adapt", "recovery training with a token budget of 0",
+             ("--set", "adapt.train_tokens=0"), 2, ("adapt.train_tokens", "out of range")),
+        Case("adapt", "training device that is not a choice", ("--set", 'adapt.device="tpu"'), 2,
+             ("adapt.device", "not one of")),
         # 6. environment faults
         Case("analyze", "disk full while writing a stage (256 KiB tmpfs)",
              lambda t: ("--corpus", ok(t), *tk, "--set", f'artifacts_dir="{t / "full"}"',
