@@ -9,6 +9,7 @@ and the real Gemma 3 tokenizer for the extension property."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -332,37 +333,90 @@ def test_bad_adapt_config_names_the_key(key, value, needle):
 
 
 # --------------------------------------------------------------------------------------------
-# The stage, end to end on the demo run (test_prune's fixture)
+# The stage, end to end on the demo run (conftest `demo_pruned_run`, shared with test_prune)
+
+STAGE_ARGS = ["--set", "adapt.new_tokens=150", "--set", "adapt.train_tokens=2048", "--set",
+              "adapt.seq_len=64", "--set", "adapt.batch_size=4", "--set", "adapt.eval_every=4",
+              "--set", "adapt.eval_bytes=3000", "--set", "adapt.checkpoint_every=2"]
 
 
-def test_adapt_stage_on_the_demo_run(demo_pruned_run, tmp_path, capsys):
+def _copy_pruned(demo_pruned_run, tmp: Path) -> list[str]:
+    from .test_prune import paths
+
+    shutil.copytree(paths(demo_pruned_run.tmp).root, paths(tmp).root)
+    return [*demo_pruned_run.args, *STAGE_ARGS]
+
+
+@pytest.fixture(scope="module")
+def adapted(demo_pruned_run, tmp_path_factory) -> tuple[Path, list[str]]:
+    """The demo run adapted once, uninterrupted: (its folder, the arguments)."""
+    from .test_prune import cli
+
+    tmp = tmp_path_factory.mktemp("adapted")
+    args = _copy_pruned(demo_pruned_run, tmp)
+    assert cli(tmp, *args, command="adapt") == 0
+    return tmp, args
+
+
+def test_adapt_stage_on_the_demo_run(adapted, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .test_prune import cli, metrics, paths
 
-    shutil.copytree(paths(demo_pruned_run.tmp).root, paths(tmp_path).root)
-    args = [*demo_pruned_run.args, "--set", "adapt.new_tokens=150", "--set",
-            "adapt.train_tokens=2048", "--set", "adapt.seq_len=64", "--set",
-            "adapt.batch_size=4", "--set", "adapt.eval_every=4", "--set",
-            "adapt.eval_bytes=3000", "--set", "adapt.checkpoint_every=2"]
-    assert cli(tmp_path, *args, command="adapt") == 0
-    out = paths(tmp_path).stage("adapt") / "model"
+    tmp, args = adapted
+    out = paths(tmp).stage("adapt") / "model"
     tok = AutoTokenizer.from_pretrained(str(out))
     model = AutoModelForCausalLM.from_pretrained(str(out))
-    pruned = AutoTokenizer.from_pretrained(str(paths(tmp_path).stage("prune") / "model"))
+    pruned = AutoTokenizer.from_pretrained(str(paths(tmp).stage("prune") / "model"))
     assert len(tok) == len(pruned) + 150 == model.config.vocab_size
-    a = metrics(tmp_path)["adapt"]
+    a = metrics(tmp)["adapt"]
     assert a["new_tokens"]["learned"] == 150 and a["frozen"]["identical"]
+    assert a["frozen"]["tensors"] > 10
     assert a["roundtrip"]["new_failures"] == 0 and a["roundtrip"]["documents"] > 0
     assert a["tokens_per_eojeol"]["heldout"]["reduction"] > 0.05
     assert set(a["bits_per_byte"]) == {"heldout", "tech"}
     h = a["bits_per_byte"]["heldout"]
     assert h["trained"] <= h["extended"] and h["original"] and h["pruned"]
     assert a["train"]["steps"] == 8 and len(a["train"]["loss_curve"]) == 8
-    assert not (paths(tmp_path).root / "adapt-checkpoint").exists()
+    assert not (paths(tmp).root / "adapt-checkpoint").exists()
     assert len(json.loads((out / "new_tokens.json").read_text())) == a["new_tokens"]["merges"]
-    html = (paths(tmp_path).reports / "index.html").read_text()
+    html = (paths(tmp).reports / "index.html").read_text()
     assert 'id="adapt"' in html and "Recovery training loss" in html
+    shown = re.findall(r'data-metric="(adapt\.[^"]+)" data-value="([^"]*)"', html)
+    assert len(shown) > 20
+    for path, raw in shown:  # every adaptation figure on the page is the one in metrics.json
+        node = a
+        for part in path.split(".")[1:]:
+            node = node[part]
+        assert node == json.loads(raw.replace("&#34;", '"')), path
     capsys.readouterr()
-    assert cli(tmp_path, *args, command="adapt") == 0  # a rerun does nothing
+    assert cli(tmp, *args, command="adapt") == 0  # a rerun does nothing
     assert "[adapt] up to date, skipped" in capsys.readouterr().err
+
+
+def test_interrupted_stage_resumes_to_the_same_model(adapted, demo_pruned_run, tmp_path,
+                                                     monkeypatch):
+    """Stopped right after the checkpoint of step 4 (nothing of the stage is kept but the
+    checkpoint), then rerun: it resumes at step 4 and writes the uninterrupted run's model."""
+    import pipeline.train as train_mod
+
+    from .test_prune import cli, metrics, paths
+
+    args = _copy_pruned(demo_pruned_run, tmp_path)
+    save = train_mod._save
+
+    def save_then_die(ckpt, key, params, opt, st, best):
+        save(ckpt, key, params, opt, st, best)
+        if st.step == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_save", save_then_die)
+    assert cli(tmp_path, *args, command="adapt") == 130
+    assert not (paths(tmp_path).root / "adapt").exists()
+    assert (paths(tmp_path).root / "adapt-checkpoint" / "state.pt").is_file()
+    monkeypatch.setattr(train_mod, "_save", save)
+    assert cli(tmp_path, *args, command="adapt") == 0
+    assert metrics(tmp_path)["adapt"]["train"]["resumed_from"] == 4
+    ref = paths(adapted[0]).stage("adapt") / "model" / "model.safetensors"
+    got = paths(tmp_path).stage("adapt") / "model" / "model.safetensors"
+    assert got.read_bytes() == ref.read_bytes()
