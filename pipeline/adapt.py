@@ -75,8 +75,6 @@ def check_adapt_inputs(run) -> None:
 
 def adapt_stage(run, tmp: Path) -> dict:
     """Steps 1-5 of the module docstring; the stage metrics (``adapt.*``)."""
-    import torch
-
     from .extension import (extend_model, extend_tokenizer, learn_merges, new_token_pieces,
                             pretoken_counts)
     from .surgery.model import real_vocab_rows

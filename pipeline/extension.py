@@ -43,8 +43,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
-import numpy as np
-
 from .closure import BYTE_FALLBACK_TOKENS, METASPACE, tokenizer_info
 from .errors import InputError
 
@@ -316,7 +314,3 @@ def roundtrip_failures(tok, texts: list[str]) -> list[int]:
     encs = tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
     dec = tok.backend_tokenizer.decode_batch([e.ids for e in encs], skip_special_tokens=False)
     return [i for i, (t, d) in enumerate(zip(texts, dec)) if t != d]
-
-
-def new_ids_used(tok_ids: Iterable[int], n_old: int) -> bool:
-    return bool((np.asarray(list(tok_ids), dtype=np.int64) >= n_old).any())
