@@ -124,6 +124,10 @@ def _render_models(res: dict, lines: list[str]) -> str:
         from bench import gemma_bench
 
         lines += gemma_bench.render(res["gemma"])
+    from bench import adapt_bench
+
+    if adapt_bench.RESULTS.is_file():  # measured by hand (bench/adapt_bench.py), kept as is
+        lines += adapt_bench.render(json.loads(adapt_bench.RESULTS.read_text()))
     return "\n".join(lines) + "\n"
 
 

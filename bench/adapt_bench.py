@@ -6,9 +6,10 @@ extended with ``--new-tokens`` Korean tokens and recovery-trained for ``--max-se
 
 Runs ``python -m pipeline adapt`` in its own process in ``--art`` (kept between runs, so the
 analysis and the prune stage are reused and an interrupted run resumes from its checkpoint),
-then prints the ``adapt.*`` figures as Markdown tables and writes them, with the machine, to
-``bench/out/adapt.json``. Not part of ``make bench`` (it would double its time) and never run
-by the tests; BENCHMARKS.md quotes its output by hand.
+then prints the ``adapt.*`` figures as Markdown and writes them, with the machine and the
+settings, to ``bench/adapt_results.json``; `render` turns that file into the "Adapt" section of
+BENCHMARKS.md (``make bench`` keeps it, it does not rerun it: that would double its time). Never
+run by the tests.
 """
 
 from __future__ import annotations
@@ -41,6 +42,21 @@ def run_adapt(art: Path, args: argparse.Namespace) -> dict:
     metrics = json.loads(next((art / "reports").glob("*/metrics.json")).read_text())
     return {"wall_s": round(time.perf_counter() - t0, 1), "settings": sets,
             "adapt": metrics["adapt"]}
+
+
+RESULTS = ROOT / "bench" / "adapt_results.json"
+
+
+def render(r: dict) -> list[str]:
+    """The BENCHMARKS.md section of a result of `main`."""
+    m, st = r["machine"], r["settings"]
+    return ["", "## Adapt: Gemma 3 270M, NSMC counts (`bench/adapt_bench.py`)", "",
+            f"Measured by hand with `python -m bench.adapt_bench` on {m['cpu']}, {m['cores']} "
+            f"cores, CPU only, shared with other work (not part of `make bench`); wall time of "
+            f"the command {r['wall_s']} s (analysis and prune were reused: "
+            f"{r.get('reused', 'no')}). Settings: "
+            + ", ".join(f"`{k}` = {v}" for k, v in st.items()) + ".", "",
+            *tables(r).splitlines()]
 
 
 def tables(r: dict) -> str:
@@ -79,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from bench.__main__ import machine
 
-    r = {"machine": machine(), **run_adapt(args.art, args)}
-    out = ROOT / "bench" / "out" / "adapt.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
-    print(tables(r))
-    print(f"wall {r['wall_s']} s; figures in {out}")
+    reused = (args.art / "artifacts").is_dir()
+    r = {"machine": machine(), **run_adapt(args.art, args), "reused": "yes" if reused else "no"}
+    for p in r["adapt"]["train"]["loss_curve"]:  # the curve stays in metrics.json
+        p.pop("lr", None)
+    RESULTS.write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
+    print("\n".join(render(r)))
+    print(f"figures in {RESULTS}")
     return 0
 
 
