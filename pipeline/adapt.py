@@ -95,7 +95,7 @@ def adapt_stage(run, tmp: Path) -> dict:
     etok = extend_tokenizer(ptok, merges) if merges else ptok
     pieces = new_token_pieces(merges)
     sets = _eval_sets(run)
-    ev = _EvalTexts(sets, ac)
+    ev = _EvalTexts(sets, ac, run.say)
     bpb = {name: {} for name in sets}
     ev.measure(bpb, "original", *_original(run), device)
     model.to(device)
@@ -176,10 +176,10 @@ def _original(run):
 class _EvalTexts:
     """The seeded sample of each set (the same documents for every model)."""
 
-    def __init__(self, sets: dict, ac):
+    def __init__(self, sets: dict, ac, say):
         from .evaluate import sample_texts
 
-        self.ac = ac
+        self.ac, self.say = ac, say
         self.texts = {n: sample_texts(s[0], ac.eval_bytes, ac.eval_max_doc_bytes)
                       for n, s in sets.items()}
         self.sizes = {n: {"documents": len(t), "bytes": sum(len(x.encode()) for x in t)}
@@ -195,8 +195,12 @@ class _EvalTexts:
     def measure(self, out: dict, key: str, model, tok, device: str,
                 limit: int | None = None) -> None:
         model.to(device)
+        t0 = time.time()
         for name in self.texts:
             out[name][key] = self.bpb(model, tok, name, limit)
+        self.say(f"[adapt] bits per byte, {key} model: "
+                 + ", ".join(f"{n} {out[n][key]}" for n in self.texts)
+                 + f" ({time.time() - t0:.1f}s)")
 
 
 # --------------------------------------------------------------------------------------------
