@@ -10,7 +10,9 @@ What it does:
   planned steps and decays on a cosine to ``min_lr_share`` of the peak; gradients are
   accumulated over ``grad_accum`` micro-batches and clipped to norm 1. The planned steps
   follow the token budget (``train_tokens``); ``max_seconds`` (wall clock, summed over
-  resumes) may stop earlier. The loss is the cross entropy over the model's real vocabulary
+  resumes) may stop earlier, and then the schedule follows the clock (`progress`: whichever
+  budget is further used up), so a short budget still warms up and decays; the run is then
+  no longer bit-for-bit repeatable (it depends on the machine's speed). The loss is the cross entropy over the model's real vocabulary
   rows (padding rows never train). Held-out bits per byte (``evaluate(model)``) are measured
   before the first step, every ``eval_every`` steps and at the end; with ``patience`` the run
   stops after that many evaluations without improvement, and the best evaluated weights are
@@ -83,12 +85,22 @@ def freeze_all_but_vocab(model) -> list:
     return train
 
 
-def lr_at(step: int, total: int, ac) -> float:
-    """Learning rate of optimizer step ``step`` (0-based) of ``total``."""
-    warm = int(total * ac.warmup_share)
-    if step < warm:
-        return ac.lr * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
+def progress(step: int, total: int, seconds: float, ac) -> float:
+    """How far the run is, in (0, 1], at optimizer step ``step`` (0-based): the share of the
+    planned steps done once it is taken, or, with a wall-clock budget, the share of that
+    budget used if larger (so the schedule ends when the budget does)."""
+    p = (step + 1) / total
+    if ac.max_seconds:
+        p = max(p, seconds / ac.max_seconds)
+    return min(p, 1.0)
+
+
+def lr_at(p: float, ac) -> float:
+    """Learning rate at progress ``p``: linear warm-up over ``warmup_share``, then a cosine
+    decay to ``min_lr_share`` of the peak."""
+    if p < ac.warmup_share:
+        return ac.lr * p / ac.warmup_share
+    t = (p - ac.warmup_share) / max(1e-9, 1 - ac.warmup_share)
     return ac.lr * (ac.min_lr_share + (1 - ac.min_lr_share) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -156,11 +168,11 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
         if ac.max_seconds and time.time() - t0 >= ac.max_seconds:
             st.stopped = "wall-clock budget"
             break
-        loss = _step(model, opt, params, seqs, st.step, ac, real_rows, device,
-                     lr_at(st.step, total, ac))
+        lr = lr_at(progress(st.step, total, time.time() - t0, ac), ac)
+        loss = _step(model, opt, params, seqs, st.step, ac, real_rows, device, lr)
         st.step += 1
         st.tokens += per_step * ac.seq_len
-        st.curve.append([st.step, st.tokens, round(loss, 6), lr_at(st.step - 1, total, ac)])
+        st.curve.append([st.step, st.tokens, round(loss, 6), lr])
         if st.step % ac.eval_every == 0 or st.step == total:
             best = _evaluate(model, params, st, ac, evaluate, best, say)
         st.seconds = time.time() - t0

@@ -310,6 +310,18 @@ def test_resume_after_interruption_gives_the_same_weights(extended, train_data, 
     assert other.resumed_from is None
 
 
+def test_schedule_warms_up_decays_and_follows_the_clock():
+    from pipeline.train import lr_at, progress
+
+    ac = _settings(lr=1e-3, warmup_share=0.1, min_lr_share=0.1)
+    lrs = [lr_at(progress(s, 100, 0.0, ac), ac) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[10:] == sorted(lrs[10:], reverse=True) and lrs[-1] == pytest.approx(1e-4)
+    clock = _settings(max_seconds=60.0, warmup_share=0.1)
+    assert progress(0, 1000, 30.0, clock) == 0.5  # the wall-clock budget is half used
+    assert progress(0, 1000, 30.0, ac) == 0.001   # no wall-clock budget: steps alone
+
+
 def test_early_stopping_keeps_the_best_weights(extended, train_data):
     ext, seqs, held = train_data
     calls = iter([3.0, 2.0, 2.5, 2.6, 2.7])  # best after the first evaluated step
