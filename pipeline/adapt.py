@@ -104,10 +104,12 @@ def adapt_stage(run, tmp: Path) -> dict:
     n_new = n_old + len(pieces)
     ev.measure(bpb, "extended", model, etok, device, n_new)
     st = _recover(run, model, etok, ev, n_new, device)
+    dtype = _checkpoint_dtype(pdir)
+    _round_vocab_rows(model, dtype)  # measure what the saved checkpoint holds
     ev.measure(bpb, "trained", model, etok, device, n_new)
     model.to("cpu")
     out = tmp / MODEL_SUBDIR
-    _write(run, out, pdir, model, etok, merges, st)
+    _write(run, out, model, etok, merges, st, pdir, dtype)
     frozen = frozen_tensors_identical(pdir, out, model)
     rt = _roundtrip(ptok, etok, sets[HELDOUT][0])
     if not frozen["identical"] or rt["new_failures"]:
@@ -251,15 +253,31 @@ def _train_figures(st, device: str) -> dict:
 # Output and checks
 
 
-def _write(run, out: Path, pdir: Path, model, etok, merges, st) -> None:
+def _checkpoint_dtype(pdir: Path):
+    """The torch dtype the pruned checkpoint was written in (None: as loaded)."""
     import torch
 
+    name = json.loads((pdir / "config.json").read_text(encoding="utf-8")).get("dtype")
+    return getattr(torch, name) if name in ("float32", "float16", "bfloat16") else None
+
+
+def _round_vocab_rows(model, dtype) -> None:
+    """Round the trained parameters to the checkpoint's dtype (they are saved in it)."""
+    import torch
+
+    from .train import trainable_parameters
+
+    if dtype is None:
+        return
+    with torch.no_grad():
+        for p in trainable_parameters(model):
+            p.copy_(p.to(dtype).to(p.dtype))
+
+
+def _write(run, out: Path, model, etok, merges, st, pdir: Path, dtype) -> None:
     from .surgery.model import save_pruned_model
 
-    dtype = json.loads((pdir / "config.json").read_text(encoding="utf-8")).get("dtype")
-    save_pruned_model(model, out, tokenizer=etok,
-                      dtype=getattr(torch, dtype) if dtype in ("float32", "float16",
-                                                               "bfloat16") else None)
+    save_pruned_model(model, out, tokenizer=etok, dtype=dtype)
     (out / NEW_TOKENS).write_text(json.dumps(
         [{"id": m.token_id, "token": m.token, "left": m.left, "right": m.right,
           "pieces": list(m.pieces), "count": m.count} for m in merges],
