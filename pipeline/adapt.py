@@ -214,7 +214,7 @@ def _recover(run, model, etok, ev: _EvalTexts, n_rows: int, device: str):
 
     ac = run.cfg.adapt
     seqs = pack(_train_docs(run, etok), ac.seq_len,
-                max_sequences=math.ceil(ac.train_tokens / ac.seq_len))
+                max_sequences=math.ceil(ac.train_tokens / ac.seq_len), bos=etok.bos_token_id)
     run.say(f"[adapt] {len(seqs):,} training sequences of {ac.seq_len} tokens")
     ckpt = checkpoint_dir(run)
     return train(model, seqs, ac, real_rows=n_rows,

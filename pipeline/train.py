@@ -2,8 +2,9 @@
 
 What it does:
 
-- `pack(docs, seq_len)`: token ids of documents (each with BOS, and EOS when the tokenizer has
-  one) concatenated and cut into fixed-length sequences (the last partial one is dropped).
+- `pack(docs, seq_len, bos=...)`: token ids of documents (each with BOS, and EOS when the
+  tokenizer has one) concatenated and cut into fixed-length sequences, each starting with BOS
+  (the last partial one is dropped).
 - `train(model, seqs, ac, ...)`: AdamW on the input embedding, the LM head and its bias (one
   matrix when tied); every other parameter is frozen (``requires_grad = False``) and is
   bit-identical afterwards. The learning rate warms up linearly over ``warmup_share`` of the
@@ -45,15 +46,24 @@ import numpy as np
 CHECKPOINT = "state.pt"
 
 
-def pack(docs: Iterable[list[int]], seq_len: int, max_sequences: int | None = None) -> np.ndarray:
-    """``(n, seq_len)`` int64 array of the concatenated documents (module docstring)."""
+def pack(docs: Iterable[list[int]], seq_len: int, max_sequences: int | None = None,
+         bos: int | None = None) -> np.ndarray:
+    """``(n, seq_len)`` int64 array of the concatenated documents (module docstring). With
+    ``bos``, every sequence starts with it (models such as Gemma are far worse without a
+    leading BOS), followed by the next ``seq_len - 1`` tokens of the stream (a BOS that would
+    follow it directly is skipped)."""
+    head = [] if bos is None else [bos]
+    body = seq_len - len(head)
     buf: list[int] = []
     rows: list[np.ndarray] = []
     for ids in docs:
         buf.extend(ids)
-        while len(buf) >= seq_len:
-            rows.append(np.asarray(buf[:seq_len], dtype=np.int64))
-            del buf[:seq_len]
+        while len(buf) > body:
+            if head and buf[0] == bos:
+                del buf[0]
+                continue
+            rows.append(np.asarray(head + buf[:body], dtype=np.int64))
+            del buf[:body]
             if max_sequences is not None and len(rows) >= max_sequences:
                 return np.stack(rows)
     return np.stack(rows) if rows else np.zeros((0, seq_len), dtype=np.int64)

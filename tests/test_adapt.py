@@ -237,7 +237,14 @@ def train_data(extended, texts):
     held = [[ext.bos_token_id] + e.ids for e in
             ext.backend_tokenizer.encode_batch([t[:200] for t in texts[3300:3310]],
                                                add_special_tokens=False)]
-    return ext, pack(docs, 32), held
+    return ext, pack(docs, 32, bos=ext.bos_token_id), held
+
+
+def test_pack_starts_every_sequence_with_bos():
+    docs = [[0, 5, 6, 1], [0, 7, 1], [0, 8, 9, 10, 11, 1]]
+    assert pack(docs, 4).tolist() == [[0, 5, 6, 1], [0, 7, 1, 0], [8, 9, 10, 11]]
+    assert pack(docs, 4, bos=0).tolist() == [[0, 5, 6, 1], [0, 7, 1, 0], [0, 8, 9, 10]]
+    assert pack(docs, 4, max_sequences=1).shape == (1, 4)
 
 
 def _fresh(extended, arch, tie):
