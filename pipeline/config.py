@@ -209,14 +209,17 @@ class AdaptConfig:
     train_tokens: int = _f(1_000_000, "Token budget of the recovery training (tokens of the packed "
                            "train sequences read); sets the number of steps and the learning-rate "
                            "schedule.", min=1, max=(1 << 62))
-    max_seconds: float = _f(0.0, "Wall-clock budget of the recovery training in seconds, across "
-                            "resumes (0 = none: the token budget alone).", min=0.0)
+    max_seconds: float = _f(1200.0, "Wall-clock budget of the recovery training in seconds, "
+                            "across resumes (0 = none: the token budget alone). When it runs out "
+                            "before the token budget, the learning-rate schedule follows it.",
+                            min=0.0)
     seq_len: int = _f(256, "Tokens per packed training sequence.", min=8, max=1_000_000)
     batch_size: int = _f(8, "Sequences per micro-batch.", min=1, max=1_000_000)
     grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.", min=1, max=1_000_000)
     lr: float = _f(5e-4, "Peak AdamW learning rate (input embeddings and LM head only).",
                    min=1e-9, max=1.0)
-    warmup_share: float = _f(0.05, "Share of the steps with a linear learning-rate warm-up.",
+    warmup_share: float = _f(0.05, "Share of the schedule (the planned steps, or the wall-clock "
+                             "budget when that ends first) with a linear learning-rate warm-up.",
                              min=0.0, max=0.5)
     min_lr_share: float = _f(0.1, "Cosine decay ends at this share of the peak learning rate.",
                              min=0.0, max=1.0)

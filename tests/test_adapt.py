@@ -225,7 +225,8 @@ def test_new_rows_are_the_mean_of_their_pieces(extended, arch, tie):
 
 def _settings(**kw):
     base = {"seq_len": 32, "batch_size": 4, "grad_accum": 2, "train_tokens": 32 * 8 * 6,
-            "lr": 3e-3, "eval_every": 2, "checkpoint_every": 2, "patience": 0}
+            "lr": 3e-3, "eval_every": 2, "checkpoint_every": 2, "patience": 0,
+            "max_seconds": 0.0}  # the token budget alone: bit-for-bit repeatable
     return load_config(None, {f"adapt.{k}": v for k, v in {**base, **kw}.items()}).adapt
 
 
@@ -355,7 +356,8 @@ def test_bad_adapt_config_names_the_key(key, value, needle):
 
 STAGE_ARGS = ["--set", "adapt.new_tokens=150", "--set", "adapt.train_tokens=2048", "--set",
               "adapt.seq_len=64", "--set", "adapt.batch_size=4", "--set", "adapt.eval_every=4",
-              "--set", "adapt.eval_bytes=3000", "--set", "adapt.checkpoint_every=2"]
+              "--set", "adapt.eval_bytes=3000", "--set", "adapt.checkpoint_every=2",
+              "--set", "adapt.max_seconds=0"]
 
 
 def _copy_pruned(demo_pruned_run, tmp: Path) -> list[str]:
