@@ -15,7 +15,8 @@ What it does, for ``python -m pipeline adapt`` (after ``prune``, inside
    and, after step 4, the trained one; and tokens per eojeol of the original, pruned and
    extended tokenizers on every document of each set.
 4. Recovery training (`pipeline.train`) on the train shards, re-tokenized with the extended
-   tokenizer and packed into ``[adapt] seq_len`` sequences. Checkpoints go to
+   tokenizer, each document after BOS, packed into ``[adapt] seq_len`` sequences that start
+   with BOS (BOS is never a target). Checkpoints go to
    ``artifacts/<run>/adapt-checkpoint/`` (outside the temporary stage directory, so a killed
    run resumes from them; removed once the stage is complete).
 5. Writes ``adapt/model/`` (loads with ``AutoTokenizer`` / ``AutoModelForCausalLM`` alone:
@@ -219,25 +220,26 @@ def _recover(run, model, etok, ev: _EvalTexts, n_rows: int, device: str):
     ckpt = checkpoint_dir(run)
     return train(model, seqs, ac, real_rows=n_rows,
                  evaluate=lambda m: ev.bpb(m, etok, HELDOUT, n_rows), ckpt=ckpt,
-                 key=run.fp("adapt"), device=device, say=run.say)
+                 key=run.fp("adapt"), device=device, say=run.say,
+                 ignore_id=etok.bos_token_id)
 
 
 def _train_docs(run, tok, batch: int = 256):
-    """Token ids of each train document with the extended tokenizer, BOS (and EOS) around."""
+    """Token ids of each train document with the extended tokenizer, after BOS (as the
+    evaluation reads them; no EOS: the evaluation never scores one)."""
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
     buf = []
     for text in _train_texts(run):
         buf.append(text)
         if len(buf) >= batch:
-            yield from _encode(tok, buf, bos, eos)
+            yield from _encode(tok, buf, bos)
             buf = []
-    yield from _encode(tok, buf, bos, eos)
+    yield from _encode(tok, buf, bos)
 
 
-def _encode(tok, texts, bos, eos):
+def _encode(tok, texts, bos):
     for e in tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
-        yield bos + e.ids + eos
+        yield bos + e.ids
 
 
 def _train_figures(st, device: str) -> dict:

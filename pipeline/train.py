@@ -13,11 +13,13 @@ What it does:
   follow the token budget (``train_tokens``); ``max_seconds`` (wall clock, summed over
   resumes) may stop earlier, and then the schedule follows the clock (`progress`: whichever
   budget is further used up), so a short budget still warms up and decays; the run is then
-  no longer bit-for-bit repeatable (it depends on the machine's speed). The loss is the cross entropy over the model's real vocabulary
-  rows (padding rows never train). Held-out bits per byte (``evaluate(model)``) are measured
-  before the first step, every ``eval_every`` steps and at the end; with ``patience`` the run
-  stops after that many evaluations without improvement, and the best evaluated weights are
-  the result.
+  no longer bit-for-bit repeatable (it depends on the machine's speed). The loss is the
+  cross entropy over the model's real vocabulary rows (padding rows never train), over every
+  token but BOS (``ignore_id``: a packed document's BOS only separates it from the previous
+  one, as at evaluation, where each document is read after its BOS and nothing predicts it).
+  Held-out bits per byte (``evaluate(model)``) are measured before the first step, every
+  ``eval_every`` steps and at the end; with ``patience`` the run stops after that many
+  evaluations without improvement, and the best evaluated weights are the result.
 - Checkpoints: every ``checkpoint_every`` steps the trainable tensors, the optimizer state, the
   step, the curves and the best weights are written to ``ckpt/state.pt`` (temporary file +
   rename: a ``kill -9`` leaves the previous checkpoint whole). `train` resumes from a
@@ -143,13 +145,15 @@ class TrainState:
 
 def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
           ckpt: Path | None, key: str, device: str = "cpu", say=lambda m: None,
-          on_step: Callable[[int], None] | None = None) -> TrainState:
+          on_step: Callable[[int], None] | None = None,
+          ignore_id: int | None = None) -> TrainState:
     """Train ``model`` in place (module docstring); return what happened.
 
     ``seqs``: packed sequences; ``real_rows``: logits past it are padding; ``evaluate(model)``:
     held-out bits per byte; ``ckpt``: checkpoint folder (None: none); ``key``: what the
     checkpoint must have been written for (the stage fingerprint); ``on_step(step)`` is
-    called after every optimizer step (tests interrupt a run with it).
+    called after every optimizer step (tests interrupt a run with it); ``ignore_id``: a token
+    never predicted (BOS, which only separates packed documents).
     """
     import torch
 
@@ -179,7 +183,7 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
             st.stopped = "wall-clock budget"
             break
         lr = lr_at(progress(st.step, total, time.time() - t0, ac), ac)
-        loss = _step(model, opt, params, seqs, st.step, ac, real_rows, device, lr)
+        loss = _step(model, opt, params, seqs, st.step, ac, real_rows, device, lr, ignore_id)
         st.step += 1
         st.tokens += per_step * ac.seq_len
         st.curve.append([st.step, st.tokens, round(loss, 6), lr])
@@ -204,15 +208,18 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
 
 
 def _step(model, opt, params, seqs, step: int, ac, real_rows: int, device: str,
-          lr: float) -> float:
+          lr: float, ignore_id: int | None = None) -> float:
     import torch
 
     total_loss = 0.0
     for micro in range(ac.grad_accum):
         x = torch.as_tensor(_batch(seqs, step, micro, ac), device=device)
         logits = model(input_ids=x, use_cache=False).logits[..., :real_rows]
+        target = x[:, 1:].reshape(-1)
+        if ignore_id is not None:
+            target = target.masked_fill(target == ignore_id, -100)
         loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), x[:, 1:].reshape(-1))
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), target, ignore_index=-100)
         (loss / ac.grad_accum).backward()
         total_loss += float(loss.detach()) / ac.grad_accum
     torch.nn.utils.clip_grad_norm_(params, 1.0)
