@@ -60,7 +60,8 @@ def render(results: dict) -> list[str]:
                     f"{st['adapt.max_seconds']}", "",
                 f"{m['cpu']}, {m['cores']} cores; wall time of the command {r['wall_s']} s "
                 f"(analysis and prune reused: {r.get('reused', 'no')}). Settings: "
-                + ", ".join(f"`{k}` = {v}" for k, v in st.items()) + ".", "",
+                + ", ".join(f"`{k}` = {v}" for k, v in st.items()) + "."
+                + (f" {r['note']}" if r.get("note") else ""), "",
                 *tables(r).splitlines()]
     return out
 

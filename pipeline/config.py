@@ -216,7 +216,7 @@ class AdaptConfig:
     seq_len: int = _f(256, "Tokens per packed training sequence.", min=8, max=1_000_000)
     batch_size: int = _f(8, "Sequences per micro-batch.", min=1, max=1_000_000)
     grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.", min=1, max=1_000_000)
-    lr: float = _f(5e-4, "Peak AdamW learning rate (input embeddings and LM head only).",
+    lr: float = _f(1e-4, "Peak AdamW learning rate (input embeddings and LM head only).",
                    min=1e-9, max=1.0)
     warmup_share: float = _f(0.05, "Share of the schedule (the planned steps, or the wall-clock "
                              "budget when that ends first) with a linear learning-rate warm-up.",
