@@ -80,3 +80,27 @@ def test_the_gate_only_passes_documents_the_rescue_keeps():
     rescued = _korean_mask(MIXED, np.zeros(len(MIXED), np.float32), cfg, _Stats(0))
     assert gate.any() and (rescued[gate]).all()
     assert not script_decides(arr, 1.0).any()  # the rescue off: fastText decides everything
+
+
+STABLE = st.one_of(st.characters(min_codepoint=0x20, max_codepoint=0x24F),   # Latin, digits, punct
+                   st.characters(min_codepoint=0x400, max_codepoint=0x4FF),   # Cyrillic
+                   st.characters(min_codepoint=0x1100, max_codepoint=0x11FF),  # jamo
+                   st.characters(min_codepoint=0x3000, max_codepoint=0x31BF),  # CJK punct, kana, jamo
+                   st.characters(min_codepoint=0x4E00, max_codepoint=0x4FFF),  # Han
+                   st.characters(min_codepoint=0xA960, max_codepoint=0xA97F),
+                   st.characters(min_codepoint=0xAC00, max_codepoint=0xD7FF))  # syllables, jamo B
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=STABLE, max_size=40), min_size=1, max_size=8))
+def test_rescue_counts_letters_like_the_unicode_letter_class(values):
+    """The rescue counts Hangul and letters in Python; the RE2 classes it replaced agree."""
+    cfg = load_config(None)
+    arr = pa.array(values, type=pa.string())
+    hangul = pc.count_substring_regex(
+        arr, r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}\x{A960}-\x{A97F}"
+             r"\x{D7B0}-\x{D7FF}]").to_numpy(zero_copy_only=False)
+    letters = pc.count_substring_regex(arr, r"\pL").to_numpy(zero_copy_only=False)
+    ref = (letters > 0) & (hangul >= cfg.langid.keep_hangul_share * letters)
+    got = _korean_mask(values, np.zeros(len(values), np.float32), cfg, _Stats(0))
+    assert got.tolist() == ref.tolist()
