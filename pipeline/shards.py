@@ -225,11 +225,12 @@ def _korean_mask(texts: list[str], ko: np.ndarray, cfg, stats: _Stats) -> np.nda
 
 
 def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], by_script, lang_result,
-                 cfg, stats: _Stats):
+                 cfg, stats: _Stats, text_arr: pa.StringArray | None = None):
     """Apply the language filter and the held-out split to one normalized batch.
 
     ``by_script`` is `script_decides` of ``texts`` (None: the filter is off) and
-    ``lang_result`` fastText's `langid.classify` of the other texts, in order.
+    ``lang_result`` fastText's `langid.classify` of the other texts, in order; ``text_arr``
+    (optional) is ``texts`` as an Arrow array.
     Returns ``(cols, heldout, sel)``: the kept documents' columns, their held-out flags and
     their positions among ``texts``; or None when the filter drops every document.
     """
@@ -263,7 +264,9 @@ def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], by_scri
     sel = np.flatnonzero(keep).tolist()        # positions among the non-empty texts
     rows = [keep_idx[j] for j in sel]          # positions in the batch
     cols = {"doc_id": [batch.ids[i] for i in rows], "group": [batch.groups[i] for i in rows],
-            "source": [batch.sources[i] for i in rows], "text": [texts[j] for j in sel],
+            "source": [batch.sources[i] for i in rows],
+            "text": ([texts[j] for j in sel] if text_arr is None else
+                     text_arr if len(sel) == n else text_arr.take(pa.array(sel, pa.int64()))),
             "lang": [langs[j] for j in sel], "ko_prob": ko[sel],
             "lang_by": pa.DictionaryArray.from_arrays(pa.array(lang_by[sel]), LANG_BY).cast(
                 pa.string())}
@@ -281,11 +284,23 @@ def _encode(tok, texts: list[str], source: str = "") -> pa.ListArray:
             f"{' '.join(str(e).split())[:300]}). The tokenizer is broken or incomplete (e.g. its "
             "unknown token is missing from the vocabulary): repair it or pass another "
             "--tokenizer.") from e
-    return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
+    return ids_array(encs)
+
+
+def ids_array(encs: list) -> pa.ListArray:
+    """The encodings' ids as one Arrow list<int32> array: Rust concatenates them
+    (`Encoding.merge`) and Python builds one flat list, not one list per document."""
+    from tokenizers import Encoding
+
+    lens = np.fromiter(map(len, encs), dtype=np.int32, count=len(encs))
+    offsets = np.zeros(len(encs) + 1, dtype=np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    flat = Encoding.merge(encs, growing_offsets=False).ids if len(encs) else []
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
 
 
 def _to_table(cols: dict, ids: pa.ListArray) -> pa.Table:
-    text = pa.array(cols["text"], type=pa.string())
+    text = cols["text"] if isinstance(cols["text"], pa.Array) else pa.array(cols["text"], pa.string())
     n_eojeol = pc.list_value_length(pc.utf8_split_whitespace(text)).cast(pa.int32())
     return pa.Table.from_arrays([
         pa.array(cols["doc_id"], pa.string()), pa.array(cols["group"], pa.string()),
@@ -320,9 +335,9 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
     limit_docs, limit_bytes = cfg.corpus.max_documents, cfg.corpus.max_bytes
     bar = tqdm(desc="tokenize", unit="doc", disable=not progress, mininterval=1.0)
 
-    def flush(batch, texts, keep_idx, by_script, lfut, efut) -> None:
+    def flush(batch, texts, text_arr, keep_idx, by_script, lfut, efut) -> None:
         picked = _select_rows(batch, texts, keep_idx, by_script,
-                              lfut.result() if lfut else None, cfg, stats)
+                              lfut.result() if lfut else None, cfg, stats, text_arr)
         ids = efut.result()
         if picked is None:
             return
@@ -334,7 +349,7 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
             raise InputError(
                 f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {table.num_rows} "
                 f"non-empty documents of a batch (e.g. document {cols['doc_id'][0]!r}: "
-                f"{cols['text'][0][:60]!r}); it drops the text instead of encoding it (no "
+                f"{texts[sel[0]][:60]!r}); it drops the text instead of encoding it (no "
                 "matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
                 "that covers Korean text.")
         for split, mask in (("train", ~heldout), ("heldout", heldout)):
@@ -362,15 +377,15 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                 if texts:
                     efut = enc_pool.submit(_encode, backend, texts, cfg.tokenizer.source)
                     by_script = lfut = None
+                    text_arr = pa.array(texts, type=pa.string())
                     if lang_pool is not None:
-                        by_script = script_decides(pa.array(texts, type=pa.string()),
-                                                   lc.keep_hangul_share)
+                        by_script = script_decides(text_arr, lc.keep_hangul_share)
                         if not by_script.all():
                             lfut = lang_pool.submit([t for t, s in zip(texts, by_script)
                                                      if not s])
                     if pending is not None:
                         flush(*pending)
-                    pending = (batch, texts, keep_idx, by_script, lfut, efut)
+                    pending = (batch, texts, text_arr, keep_idx, by_script, lfut, efut)
                     seen_bytes += sum(len(t.encode()) for t in texts) if limit_bytes else 0
                 if (limit_docs and stats.read >= limit_docs) or (limit_bytes and seen_bytes >= limit_bytes):
                     break

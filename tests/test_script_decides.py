@@ -1,5 +1,6 @@
-"""The language filter asks fastText only where the script leaves the language in doubt, and
-keeps exactly the documents it kept when fastText read every document."""
+"""Fast paths of the tokenize stage against their references: the language filter asks fastText
+only where the script leaves the language in doubt and keeps exactly the documents it kept when
+fastText read every document; token ids reach Arrow through one merged encoding."""
 
 from __future__ import annotations
 
@@ -104,3 +105,13 @@ def test_rescue_counts_letters_like_the_unicode_letter_class(values):
     ref = (letters > 0) & (hangul >= cfg.langid.keep_hangul_share * letters)
     got = _korean_mask(values, np.zeros(len(values), np.float32), cfg, _Stats(0))
     assert got.tolist() == ref.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=12))
+def test_ids_array_equals_the_per_document_lists(tekken, values):
+    """Shards take token ids through one merged encoding; same ids as each encoding's own."""
+    from pipeline.shards import ids_array
+
+    encs = tekken.backend_tokenizer.encode_batch_fast(values, add_special_tokens=False)
+    assert ids_array(encs).to_pylist() == [e.ids for e in encs]
