@@ -231,8 +231,8 @@ def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], by_scri
     ``by_script`` is `script_decides` of ``texts`` (None: the filter is off) and
     ``lang_result`` fastText's `langid.classify` of the other texts, in order; ``text_arr``
     (optional) is ``texts`` as an Arrow array.
-    Returns ``(cols, heldout, sel)``: the kept documents' columns, their held-out flags and
-    their positions among ``texts``; or None when the filter drops every document.
+    Returns ``(cols, keep, heldout)``: the columns of every text, the filter's decision and
+    the held-out flag of each; or None when the filter drops every document.
     """
     n = len(texts)
     langs, ko = [""] * n, np.full(n, np.nan, dtype=np.float32)
@@ -259,20 +259,22 @@ def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], by_scri
             stats.examples.append({"doc_id": batch.ids[i], "source": batch.sources[i],
                                    "lang": langs[j], "ko_prob": round(float(ko[j]), 4),
                                    "text": texts[j][:300]})
-    if len(drop) == len(texts):
+    if len(drop) == n:
         return None
-    sel = np.flatnonzero(keep).tolist()        # positions among the non-empty texts
-    rows = [keep_idx[j] for j in sel]          # positions in the batch
-    cols = {"doc_id": [batch.ids[i] for i in rows], "group": [batch.groups[i] for i in rows],
-            "source": [batch.sources[i] for i in rows],
-            "text": ([texts[j] for j in sel] if text_arr is None else
-                     text_arr if len(sel) == n else text_arr.take(pa.array(sel, pa.int64()))),
-            "lang": [langs[j] for j in sel], "ko_prob": ko[sel],
-            "lang_by": pa.DictionaryArray.from_arrays(pa.array(lang_by[sel]), LANG_BY).cast(
+    whole = len(keep_idx) == len(batch)  # no blank document: batch rows are texts' rows
+    pick = (lambda xs: xs) if whole else (lambda xs: [xs[i] for i in keep_idx])  # noqa: E731
+    groups = pa.array(pick(batch.groups), pa.string())
+    cols = {"doc_id": pick(batch.ids), "group": groups, "source": pick(batch.sources),
+            "text": texts if text_arr is None else text_arr, "lang": langs, "ko_prob": ko,
+            "lang_by": pa.DictionaryArray.from_arrays(pa.array(lang_by), LANG_BY).cast(
                 pa.string())}
-    heldout = np.fromiter((is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction)
-                           for g in cols["group"]), dtype=bool, count=len(sel))
-    return cols, heldout, sel
+    # the split per distinct group of the batch, spread back over its documents
+    codes = groups.dictionary_encode()
+    held_group = np.fromiter((is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction)
+                              for g in codes.dictionary.to_pylist()), dtype=bool,
+                             count=len(codes.dictionary))
+    heldout = held_group[codes.indices.to_numpy(zero_copy_only=False)]
+    return cols, keep, heldout
 
 
 def _encode(tok, texts: list[str], source: str = "") -> pa.ListArray:
@@ -299,17 +301,20 @@ def ids_array(encs: list) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
 
 
+def _strings(values) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+
+
 def _to_table(cols: dict, ids: pa.ListArray) -> pa.Table:
-    text = cols["text"] if isinstance(cols["text"], pa.Array) else pa.array(cols["text"], pa.string())
+    """One shard table from a batch's columns (lists or Arrow arrays) and token ids."""
+    text = _strings(cols["text"])
     n_eojeol = pc.list_value_length(pc.utf8_split_whitespace(text)).cast(pa.int32())
     return pa.Table.from_arrays([
-        pa.array(cols["doc_id"], pa.string()), pa.array(cols["group"], pa.string()),
-        pa.array(cols["source"], pa.string()), text, ids,
+        _strings(cols["doc_id"]), _strings(cols["group"]), _strings(cols["source"]), text, ids,
         pc.list_value_length(ids).cast(pa.int32()),
         pc.binary_length(text).cast(pa.int32()), pc.utf8_length(text).cast(pa.int32()),
-        n_eojeol, pa.array(cols["lang"], pa.string()),
-        pa.array(np.asarray(cols["ko_prob"], dtype=np.float32)),
-        pa.array(cols["lang_by"], pa.string()),
+        n_eojeol, _strings(cols["lang"]), pa.array(np.asarray(cols["ko_prob"], dtype=np.float32)),
+        _strings(cols["lang_by"]),
     ], schema=SCHEMA)
 
 
@@ -341,23 +346,22 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
         ids = efut.result()
         if picked is None:
             return
-        cols, heldout, sel = picked
-        if len(sel) < len(texts):
-            ids = ids.take(pa.array(sel, type=pa.int64()))
+        cols, keep, heldout = picked
         table = _to_table(cols, ids)
-        if table.num_rows and not pc.max(table.column("n_tokens")).as_py():
+        if keep.any() and not table.column("n_tokens").to_numpy()[keep].any():
+            first = int(np.flatnonzero(keep)[0])
             raise InputError(
-                f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {table.num_rows} "
-                f"non-empty documents of a batch (e.g. document {cols['doc_id'][0]!r}: "
-                f"{texts[sel[0]][:60]!r}); it drops the text instead of encoding it (no "
+                f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {int(keep.sum())} "
+                f"non-empty documents of a batch (e.g. document {cols['doc_id'][first]!r}: "
+                f"{texts[first][:60]!r}); it drops the text instead of encoding it (no "
                 "matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
                 "that covers Korean text.")
-        for split, mask in (("train", ~heldout), ("heldout", heldout)):
+        for split, mask in (("train", keep & ~heldout), ("heldout", keep & heldout)):
             part = table.filter(pa.array(mask)) if not mask.all() else table
             if part.num_rows:
                 writers[split].write(part)
                 _account(stats, split, part)
-        bar.update(table.num_rows)
+        bar.update(int(keep.sum()))
 
     # Per batch, fastText (on the documents the script leaves in doubt) runs in a child process
     # and the tokenizer in a worker thread (Rust, GIL released), both while the main thread
