@@ -234,6 +234,49 @@ def _account(stats: _Stats, split: str, table: pa.Table) -> None:
         s[k] += int(pc.sum(table.column(col)).as_py() or 0)
 
 
+def shard_table(batch: DocBatch, texts: list[str], keep_idx: list[int], lang_result,
+                ids: pa.ListArray, cfg, stats: _Stats, check: bool = True):
+    """One normalized, language-tagged and tokenized batch -> its shard rows.
+
+    ``texts``/``keep_idx`` come from `_normalize`, ``lang_result`` from `langid.classify`
+    (None: filter off), ``ids`` from `_encode` of ``texts``. Returns ``(table, heldout, sel)``:
+    the kept documents as a `SCHEMA` table, their held-out flags and their positions among
+    ``texts``; or None when the filter drops every document. Pure apart from ``stats``.
+    ``check=False`` skips the all-zero-tokens check (`check_tokens`), for a caller that runs
+    it on other batch boundaries (`pipeline.executor`).
+    """
+    picked = _select_rows(batch, texts, keep_idx, lang_result, cfg, stats)
+    if picked is None:
+        return None
+    cols, heldout, sel = picked
+    if len(sel) < len(texts):
+        ids = ids.take(pa.array(sel, type=pa.int64()))
+    table = _to_table(cols, ids)
+    if check:
+        check_tokens(table, cfg)
+    return table, heldout, sel
+
+
+def check_tokens(table: pa.Table, cfg) -> None:
+    """A batch whose every document got 0 tokens means a tokenizer that drops text."""
+    if table.num_rows and not pc.max(table.column("n_tokens")).as_py():
+        raise InputError(
+            f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {table.num_rows} "
+            f"non-empty documents of a batch (e.g. document {table['doc_id'][0].as_py()!r}: "
+            f"{table['text'][0].as_py()[:60]!r}); it drops the text instead of encoding it (no "
+            "matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
+            "that covers Korean text.")
+
+
+def write_splits(writers: dict, stats: _Stats, table: pa.Table, heldout: np.ndarray) -> None:
+    """File one batch's shard rows into the train and held-out `ShardWriter`s, in order."""
+    for split, mask in (("train", ~heldout), ("heldout", heldout)):
+        part = table.filter(pa.array(mask)) if not mask.all() else table
+        if part.num_rows:
+            writers[split].write(part)
+            _account(stats, split, part)
+
+
 def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = True) -> dict:
     """Run the whole stage into ``out_dir``; return its metrics. See module docstring."""
     from tqdm.auto import tqdm
@@ -249,26 +292,12 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
     bar = tqdm(desc="tokenize", unit="doc", disable=not progress, mininterval=1.0)
 
     def flush(batch, texts, keep_idx, lfut, efut) -> None:
-        picked = _select_rows(batch, texts, keep_idx, lfut.result() if lfut else None, cfg, stats)
-        ids = efut.result()
+        picked = shard_table(batch, texts, keep_idx, lfut.result() if lfut else None,
+                             efut.result(), cfg, stats)
         if picked is None:
             return
-        cols, heldout, sel = picked
-        if len(sel) < len(texts):
-            ids = ids.take(pa.array(sel, type=pa.int64()))
-        table = _to_table(cols, ids)
-        if table.num_rows and not pc.max(table.column("n_tokens")).as_py():
-            raise InputError(
-                f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {table.num_rows} "
-                f"non-empty documents of a batch (e.g. document {cols['doc_id'][0]!r}: "
-                f"{cols['text'][0][:60]!r}); it drops the text instead of encoding it (no "
-                "matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
-                "that covers Korean text.")
-        for split, mask in (("train", ~heldout), ("heldout", heldout)):
-            part = table.filter(pa.array(mask)) if not mask.all() else table
-            if part.num_rows:
-                writers[split].write(part)
-                _account(stats, split, part)
+        table, heldout, _ = picked
+        write_splits(writers, stats, table, heldout)
         bar.update(table.num_rows)
 
     # Per batch, fastText runs in a child process and the tokenizer in a worker thread (Rust,
