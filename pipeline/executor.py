@@ -100,7 +100,7 @@ def _data_context(ordered: bool = True):
     ctx.execution_options.preserve_order = ordered
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     return ctx
 
 
@@ -114,8 +114,7 @@ def _map(items: list[dict], fn, ex, **kwargs):
     compute = ray.data.TaskPoolStrategy(size=ex.ray_workers) if ex.ray_workers else None
     ds = ds.map_batches(_call, batch_size=1, batch_format="pyarrow", compute=compute,
                         fn_kwargs={"fn": fn, "kwargs": kwargs}, num_cpus=1,
-                        ray_remote_args={"max_retries": RETRIES,
-                                         "retry_exceptions": [OSError]})
+                        max_retries=RETRIES, retry_exceptions=[OSError])
     return ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2)
 
 
@@ -392,7 +391,10 @@ class _Refiler:
                 if hi > lo:
                     parts.append(seg[1].slice(lo, hi - lo))
             if parts:
-                table = pa.concat_tables(parts).combine_chunks()
+                # A fresh copy, as the local executor's batch table is: Arrow's IPC writer pads
+                # the buffers of a slice, so a view into a unit's rows would change the bytes.
+                table = pa.concat_tables(parts)
+                table = table.take(pa.array(np.arange(table.num_rows))).combine_chunks()
                 heldout = np.asarray(table.column("heldout"))
                 table = table.select(SCHEMA.names)
                 check_tokens(table, cfg)
@@ -479,7 +481,7 @@ def _align_slice(item: dict, *, tok_ref) -> dict:
                                       hf_tokenize_fn(tok)).to_arrow()}
 
 
-def alignment_map(ex):
+def alignment_map(ex, slice_types: int = 2000):
     """A ``boundary_alignment(eojeols, counts, tokenize_fn)`` replacement for
     `pipeline.score.score_tokens` that runs Kiwi on slices of the eojeol types as Ray tasks and
     sums the per-token counts (sums of integers: identical to one call)."""
@@ -488,8 +490,13 @@ def alignment_map(ex):
     def run(eojeols: list[str], counts: list[int], tok):
         import ray
 
+        if not eojeols:
+            from .morph import boundary_alignment, hf_tokenize_fn
+
+            return boundary_alignment([], [], hf_tokenize_fn(tok))
         session(ex)
-        n_slices = max(1, min(len(eojeols) // 2000, 4 * int(ray.cluster_resources().get("CPU", 1))))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n_slices = max(1, min(len(eojeols) // slice_types, 4 * cpus))
         step = -(-len(eojeols) // n_slices)
         ref = ray.put(tok)
         items = [{"unit": i, "eojeols": eojeols[s:s + step], "counts": counts[s:s + step]}
