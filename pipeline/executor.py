@@ -119,33 +119,47 @@ def _map(items: list[dict], fn, ex, **kwargs):
 
 
 def _call(block: pa.Table, fn, kwargs) -> pa.Table:
+    import time
+
     rows = []
     for item in block.to_pylist():
+        t0 = time.perf_counter()
         try:
             out = fn(item, **kwargs)
             err = None
         except PipelineError as e:  # bad input: reported when the driver reaches this unit
             out, err = {}, pickle.dumps(e)
-        rows.append({"unit": item["unit"], "error": err,
+        rows.append({"unit": item["unit"], "seconds": time.perf_counter() - t0, "error": err,
                      **{k: _ipc(v) for k, v in out.items()}})
     keys = dict.fromkeys(k for r in rows for k in r)
-    return pa.table({k: pa.array([r.get(k) for r in rows],
-                                 pa.int64() if k == "unit" else pa.large_binary())
+    types = {"unit": pa.int64(), "seconds": pa.float64()}
+    return pa.table({k: pa.array([r.get(k) for r in rows], types.get(k, pa.large_binary()))
                      for k in keys})
+
+
+# Seconds of the last job, for the benchmark (never in a stage's outputs): ``task_s`` the
+# workers' busy time summed over units, ``driver_s`` the driver's own work on the results.
+TIMINGS: dict[str, float] = {}
 
 
 def _in_order(results, n: int):
     """Each unit's result row (a dict) in unit order 0..n-1, whatever order blocks arrive in;
     a unit's `InputError` is raised when its turn comes."""
+    import time
+
     held, want = {}, 0
+    TIMINGS.update(task_s=0.0, driver_s=0.0)
     for block in results:
         for row in block.to_pylist():
             held[row["unit"]] = row
+            TIMINGS["task_s"] += row["seconds"]
         while want in held:
             row = held.pop(want)
             if row["error"] is not None:
                 raise pickle.loads(row["error"])
+            t0 = time.perf_counter()
             yield row
+            TIMINGS["driver_s"] += time.perf_counter() - t0
             want += 1
     if want != n:
         raise RuntimeError(f"Ray returned {want} of {n} units")  # a bug, not bad input
