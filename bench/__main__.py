@@ -127,7 +127,8 @@ def _render_models(res: dict, lines: list[str]) -> str:
     if "ray" in res:
         from bench import ray_bench
 
-        lines += ray_bench.render(res["ray"])
+        lines += ray_bench.render(res["ray"], res.get("analyze", {}).get("mb_per_s", {})
+                                  .get("analyze"))
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         res["ray"] = ray_bench.run(args.ray_docs)
         (ROOT / "bench" / "results.json").write_text(json.dumps(res, indent=2) + "\n")
         (ROOT / "BENCHMARKS.md").write_text(render(res))
-        print("\n".join(ray_bench.render(res["ray"])))
+        print(render(res).split("## Ray executor")[-1])
         return 0
     if args.only_gemma:
         res = json.loads((ROOT / "bench" / "results.json").read_text())

@@ -4,10 +4,13 @@ Corpus: the first ``n_docs`` NSMC reviews rewritten as one Parquet file of 16 ro
 units of work). Tokenizer: Tekken, as in `bench.analyze_bench`. For each contender, the
 tokenize stage and the count stage run once from a fresh artifacts dir (the saved tokenizer is
 made outside the timed region); each Ray run starts its own local Ray with ``num_cpus`` =
-workers, whose startup is not timed. Also recorded (`pipeline.executor.TIMINGS`): the workers'
-busy seconds summed over units (per-worker throughput = text bytes / busy seconds) and the
-driver's own seconds on the results (refiling into batches, writing shards): the rate at which
-one driver can absorb the corpus, whatever the number of workers. The three runs' shards and
+workers; an untimed warm-up run first starts its workers and loads their models (fixed
+costs a 100 GB job pays once). Also recorded (`pipeline.executor.TIMINGS`): the workers'
+busy seconds summed over units (per-worker throughput = text bytes / busy seconds), the
+driver's seconds on the results (decoding, refiling into batches, writing shards: the rate at
+which one driver can absorb the corpus, whatever the number of workers), and the driver
+process's CPU seconds (all its threads, Ray Data's scheduling loop included: a lower bound of
+that rate). The three runs' shards and
 counts must be byte-identical (checked).
 
 `render` turns the figures into BENCHMARKS.md's Ray section, with the 100 GB estimate computed
@@ -54,16 +57,19 @@ def _once(corpus: Path, tok_dir: Path, work: Path, executor: str, workers: int) 
                  configure_logging=False, runtime_env={"env_vars": {
                      "PYTHONPATH": str(ROOT), **ex.WORKER_ENV}})
     try:
-        run = Run(cfg, progress=False, say=lambda m: None)
+        # warm-up (untimed): Ray's workers start and load fastText and the tokenizer once
+        Run(cfg, progress=False, say=lambda m: None).tokenize()
+        run = Run(cfg, progress=False, say=lambda m: None, force=True)
         run.tokenizer()
         out = {}
         for stage in ("tokenize", "count"):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             getattr(run, stage)()
             out[f"{stage}_s"] = round(time.perf_counter() - t0, 2)
+            out[f"{stage}_driver_cpu_s"] = round(time.process_time() - c0, 2)  # all its threads
             if executor == "ray":
                 out[f"{stage}_task_s"] = round(ex.TIMINGS["task_s"], 2)
-                out[f"{stage}_driver_s"] = round(ex.TIMINGS["driver_s"], 2)
+                out[f"{stage}_driver_loop_s"] = round(ex.TIMINGS["driver_s"], 2)
         out["files"] = {s: read_done(run.paths.stage(s))["files"] for s in ("tokenize", "count")}
         run.close()
         return out
@@ -94,7 +100,8 @@ def run(n_docs: int = 100_000) -> dict:
     r1, r2 = runs["ray_1"], runs["ray_2"]
     out["mb_per_s"] = {k: round(mb / r["tokenize_s"], 3) for k, r in runs.items()}
     out["worker_mb_per_s"] = round(mb / r1["tokenize_task_s"], 3)
-    out["driver_mb_per_s"] = round(mb / max(r1["tokenize_driver_s"], 1e-9), 3)
+    out["driver_mb_per_s"] = round(mb / max(r2["tokenize_driver_loop_s"], 1e-9), 3)
+    out["driver_cpu_mb_per_s"] = round(mb / max(r2["tokenize_driver_cpu_s"], 1e-9), 3)
     out["speedup_2_vs_1"] = round(r1["tokenize_s"] / r2["tokenize_s"], 3)
     return out
 
@@ -106,7 +113,9 @@ def estimate(r: dict, corpus_gb: float = 100.0, worker_cores: int = 32) -> dict:
     out = {"corpus_gb": corpus_gb, "worker_cores": worker_cores,
            "one_core_hours": round(mb / w / 3600, 1),
            "driver_hours": round(mb / d / 3600, 1),
-           "max_useful_cores": int(d / w)}
+           "max_useful_cores": int(d / w),
+           "driver_hours_lower_bound": round(mb / r["driver_cpu_mb_per_s"] / 3600, 1),
+           "max_useful_cores_lower_bound": int(r["driver_cpu_mb_per_s"] / w)}
     for machines in (1, 4, 16):
         cores = machines * worker_cores
         rate = min(cores * w, d)
@@ -114,35 +123,46 @@ def estimate(r: dict, corpus_gb: float = 100.0, worker_cores: int = 32) -> dict:
     return out
 
 
-def render(r: dict) -> list[str]:
+def render(r: dict, idle_local_mb_s: float | None = None) -> list[str]:
+    """BENCHMARKS.md's Ray section; ``idle_local_mb_s``: `analyze` on the idle machine (the
+    analyze section), to say how loaded the machine was."""
     e = estimate(r)
     runs = r["runs"]
     lines = [
         "",
         f"## Ray executor ({r['corpus']}: {r['bytes'] / 1e6:.1f} MB of text)",
         "",
-        "`python -m bench --only-ray` (bench/ray_bench.py): one run each, tokenize and count "
-        f"stages; a {r['cpus']}-core machine shared with other work while it ran, so the "
-        "figures are indicative. Ray runs start a local Ray with `num_cpus` = workers "
-        "(startup not timed); one task tokenizes with one core (`TOKENIZERS_PARALLELISM=false`). "
+        "`python -m bench --only-ray` (bench/ray_bench.py): one timed run each of the tokenize "
+        "and count stages, after an untimed warm-up run (Ray workers started, fastText and the "
+        f"tokenizer loaded: fixed costs a long job pays once); a {r['cpus']}-core machine shared "
+        "with other work while it ran, so the figures are indicative. Ray runs start a local "
+        "Ray with `num_cpus` = workers; one task uses one core (`TOKENIZERS_PARALLELISM=false`). "
         f"Outputs of the three runs byte-identical: {r['identical']}.",
         "",
-        "| executor | tokenize s | MB/s | count s | workers' busy s | driver s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| executor | tokenize s | MB/s | count s | workers' busy s | driver's work on results s | driver process CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for k, label in (("local", "local (fastText process + tokenizer threads)"),
                      ("ray_1", "ray, 1 worker"), ("ray_2", "ray, 2 workers")):
         x = runs[k]
         lines.append(f"| {label} | {x['tokenize_s']} | {r['mb_per_s'][k]} | {x['count_s']} | "
-                     f"{x.get('tokenize_task_s', '')} | {x.get('tokenize_driver_s', '')} |")
+                     f"{x.get('tokenize_task_s', '')} | {x.get('tokenize_driver_loop_s', '')} | "
+                     f"{x['tokenize_driver_cpu_s']} |")
     lines += [
         "",
         f"- per worker (one core: read, NFC, fastText, tokenize, split): **{r['worker_mb_per_s']} "
         f"MB/s** of text (bytes / the workers' busy seconds); 2 workers vs 1: "
         f"**{r['speedup_2_vs_1']}x** on {r['cpus']} cores, where the driver, the raylet and "
         "other work share the same cores.",
-        f"- driver (refiling results into the local batches, writing every shard): "
-        f"**{r['driver_mb_per_s']} MB/s** of text on one core.",
+        f"- driver, 2 workers: its work on the results (decoding them, refiling into the local "
+        f"batches, writing every shard) runs at **{r['driver_mb_per_s']} MB/s** of text; "
+        f"counting every CPU second of the driver process instead (also Ray Data's scheduling "
+        f"loop, which costs per task and per second rather than per byte): "
+        f"{r['driver_cpu_mb_per_s']} MB/s, a lower bound.",
+        *([f"- load: the local executor ran at {r['mb_per_s']['local']} MB/s here against "
+            f"{idle_local_mb_s} MB/s for `analyze` on the idle machine (the analyze section): "
+            "the per-worker rate on an idle core is likely higher by about that ratio, which "
+            "makes the hours below an upper bound."] if idle_local_mb_s else []),
         "",
         f"### Estimate: {e['corpus_gb']:.0f} GB of Korean web text",
         "",
@@ -150,8 +170,10 @@ def render(r: dict) -> list[str]:
         f"core-hours** of workers for tokenize (count and Kiwi add little: counts read the shards "
         f"once, Kiwi sees each eojeol type once). The driver writes every shard itself at "
         f"{r['driver_mb_per_s']} MB/s, so however many workers, the tokenize stage takes at "
-        f"least **{e['driver_hours']} h**: more than about **{e['max_useful_cores']} worker "
-        "cores** only wait for the driver. With "
+        f"least **{e['driver_hours']} h** ({e['driver_hours_lower_bound']} h with the "
+        "lower-bound driver rate): more than about "
+        f"**{e['max_useful_cores']} worker cores** ({e['max_useful_cores_lower_bound']}) only "
+        "wait for the driver. With "
         f"{e['worker_cores']}-core workers: 1 machine {e['hours_1_machines']} h, 4 machines "
         f"{e['hours_4_machines']} h, 16 machines {e['hours_16_machines']} h (the smaller of "
         "workers' and driver's rate). Shards hold the text and token ids, about 2-3x the "

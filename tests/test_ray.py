@@ -120,7 +120,8 @@ def test_kiwi_alignment_on_ray_equals_one_call(runs, ray_cluster, tekken):
     ec = pl.read_parquet(runs["ray"] / "artifacts" / "r" / "count" / "eojeol_counts.parquet")
     ec = ec.head(800)
     args = (ec["eojeol"].to_list(), ec["count"].to_list())
-    got = alignment_map(ExecuteConfig(executor="ray"), slice_types=400)  # 2 slices, one per worker(*args, tekken)
+    # 2 slices, merged; one worker runs both (Kiwi loads once: the test stays cheap)
+    got = alignment_map(ExecuteConfig(executor="ray", ray_workers=1), slice_types=400)(*args, tekken)
     assert got.equals(boundary_alignment(*args, hf_tokenize_fn(tekken)))
 
 
@@ -201,21 +202,11 @@ def test_object_storage_uris(runs, corpus, tekken_dir, tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (("--set", 'execute.executor="spark"'), "is not one of 'local', 'ray'"),
     (("--set", "execute.ray_workers=-1"), "execute.ray_workers"),
+    (("--executor", "ray", "--corpus", "parquet", "--set", f'corpus.data_files=["{KLUE_DEV}"]'),
+     "The Ray executor reads file corpora"),
 ])
 def test_bad_execute_values(tmp_path, capsys, args, needle):
     rc = main(["analyze", "--no-progress", "--set", f'artifacts_dir="{tmp_path / "a"}"',
                "--set", f'reports_dir="{tmp_path / "r"}"', *args])
     assert rc == 2
     assert needle in capsys.readouterr().err
-
-
-def test_ray_refuses_a_datasets_corpus(tmp_path):
-    from pipeline.errors import InputError
-    from pipeline.executor import check_source
-
-    pq.write_table(pa.table({"text": ["가나다"]}), tmp_path / "x.parquet")
-    cfg = load_config(None, {"corpus.source": "parquet",
-                             "corpus.data_files": [str(tmp_path / "x.parquet")],
-                             "execute.executor": "ray"})
-    with pytest.raises(InputError, match="--executor local"):
-        check_source(Run(cfg).source)
