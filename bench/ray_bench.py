@@ -65,11 +65,11 @@ def _once(corpus: Path, tok_dir: Path, work: Path, executor: str, workers: int) 
         for stage in ("tokenize", "count"):
             t0, c0 = time.perf_counter(), time.process_time()
             getattr(run, stage)()
-            out[f"{stage}_s"] = round(time.perf_counter() - t0, 2)
-            out[f"{stage}_driver_cpu_s"] = round(time.process_time() - c0, 2)  # all its threads
+            out[f"{stage}_s"] = round(time.perf_counter() - t0, 3)
+            out[f"{stage}_driver_cpu_s"] = round(time.process_time() - c0, 3)  # all its threads
             if executor == "ray":
-                out[f"{stage}_task_s"] = round(ex.TIMINGS["task_s"], 2)
-                out[f"{stage}_driver_loop_s"] = round(ex.TIMINGS["driver_s"], 2)
+                out[f"{stage}_task_s"] = round(ex.TIMINGS["task_s"], 3)
+                out[f"{stage}_driver_loop_s"] = round(ex.TIMINGS["driver_s"], 3)
         out["files"] = {s: read_done(run.paths.stage(s))["files"] for s in ("tokenize", "count")}
         run.close()
         return out
@@ -114,6 +114,9 @@ def estimate(r: dict, corpus_gb: float = 100.0, worker_cores: int = 32) -> dict:
            "one_core_hours": round(mb / w / 3600, 1),
            "driver_hours": round(mb / d / 3600, 1),
            "max_useful_cores": int(d / w),
+           # count: Polars over the shards on every core of the bench machine
+           "count_core_hours": round(mb / (r["bytes"] / 1e6 / (r["runs"]["local"]["count_s"]
+                                                              * r["cpus"])) / 3600, 1),
            "driver_hours_lower_bound": round(mb / r["driver_cpu_mb_per_s"] / 3600, 1),
            "max_useful_cores_lower_bound": int(r["driver_cpu_mb_per_s"] / w)}
     for machines in (1, 4, 16):
@@ -167,8 +170,11 @@ def render(r: dict, idle_local_mb_s: float | None = None) -> list[str]:
         f"### Estimate: {e['corpus_gb']:.0f} GB of Korean web text",
         "",
         f"Work: {e['corpus_gb']:.0f} GB / {r['worker_mb_per_s']} MB/s = **{e['one_core_hours']} "
-        f"core-hours** of workers for tokenize (count and Kiwi add little: counts read the shards "
-        f"once, Kiwi sees each eojeol type once). The driver writes every shard itself at "
+        f"core-hours** of workers for tokenize. Count (Polars over the shards: "
+        f"{r['runs']['local']['count_s']} s on {r['cpus']} cores here) adds about "
+        f"{e['count_core_hours']} core-hours; Kiwi does not grow with the corpus (it reads at "
+        "most `kiwi_max_eojeol_types` eojeol types, 200,000 by default: minutes). The driver "
+        "writes every shard itself at "
         f"{r['driver_mb_per_s']} MB/s, so however many workers, the tokenize stage takes at "
         f"least **{e['driver_hours']} h** ({e['driver_hours_lower_bound']} h with the "
         "lower-bound driver rate): more than about "

@@ -140,6 +140,25 @@ def _call(block: pa.Table, fn, kwargs) -> pa.Table:
                      for k in keys})
 
 
+def _reading_errors(results):
+    """The blocks of ``results``; a read that still fails after Ray's retries (a file gone, no
+    permission on a bucket) becomes an `InputError` naming it instead of Ray's traceback."""
+    try:
+        yield from results
+    except Exception as e:  # noqa: BLE001 - Ray wraps the worker's exception in its own types
+        cause, seen = e, set()
+        while cause is not None and id(cause) not in seen and not isinstance(cause, OSError):
+            seen.add(id(cause))
+            cause = getattr(cause, "cause", None) or cause.__cause__ or cause.__context__
+        if not isinstance(cause, OSError):
+            raise
+        raise InputError(
+            f"A Ray worker could not read the corpus, {RETRIES} retries included: "
+            f"{type(cause).__name__}: {cause}. Check that every node reaches the corpus files "
+            "(the same local path on every node, or an object-storage URI with credentials), "
+            "then rerun: completed stages are kept.") from e
+
+
 # Seconds of the last job, for the benchmark (never in a stage's outputs): ``task_s`` the
 # workers' busy time summed over units, ``driver_s`` the driver's own work on the results.
 TIMINGS: dict[str, float] = {}
@@ -152,7 +171,7 @@ def _in_order(results, n: int):
 
     held, want = {}, 0
     TIMINGS.update(task_s=0.0, driver_s=0.0)
-    for block in results:
+    for block in _reading_errors(results):
         t0 = time.perf_counter()
         cols = {k: block.column(k) for k in block.column_names}
         for i in range(block.num_rows):  # payloads stay Arrow buffers: no copy into Python

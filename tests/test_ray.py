@@ -121,7 +121,8 @@ def test_kiwi_alignment_on_ray_equals_one_call(runs, ray_cluster, tekken):
     ec = ec.head(800)
     args = (ec["eojeol"].to_list(), ec["count"].to_list())
     # 2 slices, merged; one worker runs both (Kiwi loads once: the test stays cheap)
-    got = alignment_map(ExecuteConfig(executor="ray", ray_workers=1), slice_types=400)(*args, tekken)
+    align = alignment_map(ExecuteConfig(executor="ray", ray_workers=1), slice_types=400)
+    got = align(*args, tekken)
     assert got.equals(boundary_alignment(*args, hf_tokenize_fn(tekken)))
 
 
@@ -177,6 +178,31 @@ def test_failed_task_is_retried_and_counted_once(runs, corpus, tekken_dir, tmp_p
     local = runs["local"] / "artifacts" / "r" / "tokenize"
     assert m == json.loads((local / "metrics.json").read_text())  # documents counted once
     _same_shards(local, tmp_path / "ray")
+
+
+class GoneSource(FileSource):
+    """The Parquet file cannot be read, however often a worker tries."""
+
+    def __init__(self, src: FileSource):
+        self.__dict__.update(src.__dict__)
+
+    def _chunks(self, f, **kw):
+        if f.suffix == ".parquet":
+            raise FileNotFoundError(f"{f} vanished")
+        yield from super()._chunks(f, **kw)
+
+
+def test_a_read_failing_after_retries_is_an_input_error(ray_cluster, corpus, tekken_dir,
+                                                         tmp_path):
+    from pipeline import executor
+    from pipeline.errors import InputError
+    from pipeline.runner import _load_saved_tokenizer
+
+    cfg = _cfg(corpus, tekken_dir)
+    with pytest.raises(InputError, match="could not read the corpus.*vanished"):
+        executor.tokenize_corpus(GoneSource(Run(cfg).source),
+                                 _load_saved_tokenizer(str(tekken_dir), "t"), cfg,
+                                 tmp_path / "ray", progress=False)
 
 
 def test_object_storage_uris(runs, corpus, tekken_dir, tmp_path):
