@@ -146,17 +146,34 @@ def _reading_errors(results):
     try:
         yield from results
     except Exception as e:  # noqa: BLE001 - Ray wraps the worker's exception in its own types
-        cause, seen = e, set()
-        while cause is not None and id(cause) not in seen and not isinstance(cause, OSError):
-            seen.add(id(cause))
-            cause = getattr(cause, "cause", None) or cause.__cause__ or cause.__context__
-        if not isinstance(cause, OSError):
+        what = _os_error(e)
+        if what is None:
             raise
         raise InputError(
-            f"A Ray worker could not read the corpus, {RETRIES} retries included: "
-            f"{type(cause).__name__}: {cause}. Check that every node reaches the corpus files "
-            "(the same local path on every node, or an object-storage URI with credentials), "
-            "then rerun: completed stages are kept.") from e
+            f"A Ray worker could not read the corpus, {RETRIES} retries included: {what}. "
+            "Check that every node reaches the corpus files (the same local path on every "
+            "node, or an object-storage URI with credentials), then rerun: completed stages "
+            "are kept.") from e
+
+
+def _os_error(e: BaseException) -> str | None:
+    """``"FileNotFoundError: ..."`` when an `OSError` raised in a worker caused ``e``. Ray
+    Data re-raises it as ``RayTaskError(UserCodeException)`` whose chain reaches the driver
+    only as the worker's traceback text, so the text is read when no object is found."""
+    import builtins
+    import re
+
+    seen, cause = set(), e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError):
+            return f"{type(cause).__name__}: {cause}"
+        seen.add(id(cause))
+        cause = getattr(cause, "cause", None) or cause.__cause__ or cause.__context__
+    for name, msg in reversed(re.findall(r"^(\w+Error): (.+)$", str(e), re.M)):
+        cls = getattr(builtins, name, None)
+        if isinstance(cls, type) and issubclass(cls, OSError):
+            return f"{name}: {msg.strip()}"
+    return None
 
 
 # Seconds of the last job, for the benchmark (never in a stage's outputs): ``task_s`` the

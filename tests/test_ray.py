@@ -228,7 +228,8 @@ def test_object_storage_uris(runs, corpus, tekken_dir, tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (("--set", 'execute.executor="spark"'), "is not one of 'local', 'ray'"),
     (("--set", "execute.ray_workers=-1"), "execute.ray_workers"),
-    (("--executor", "ray", "--corpus", "parquet", "--set", f'corpus.data_files=["{KLUE_DEV}"]'),
+    (("--executor", "ray", "--tokenizer", "tekken", "--corpus", "parquet",
+      "--set", f'corpus.data_files=["{KLUE_DEV}"]'),
      "The Ray executor reads file corpora"),
 ])
 def test_bad_execute_values(tmp_path, capsys, args, needle):
