@@ -49,6 +49,7 @@ def _once(corpus: Path, tok_dir: Path, work: Path, executor: str, workers: int) 
         "corpus.source": str(corpus), "tokenizer.source": str(tok_dir),
         "execute.executor": executor})
     shutil.rmtree(work, ignore_errors=True)
+    load = os.getloadavg()[0]  # other work on a shared machine
     ray = None
     if executor == "ray":
         import ray
@@ -61,7 +62,7 @@ def _once(corpus: Path, tok_dir: Path, work: Path, executor: str, workers: int) 
         Run(cfg, progress=False, say=lambda m: None).tokenize()
         run = Run(cfg, progress=False, say=lambda m: None, force=True)
         run.tokenizer()
-        out = {}
+        out = {"load_before": round(load, 2)}
         for stage in ("tokenize", "count"):
             t0, c0 = time.perf_counter(), time.process_time()
             getattr(run, stage)()
@@ -96,7 +97,7 @@ def run(n_docs: int = 100_000) -> dict:
     mb = nbytes / 1e6
     out = {"corpus": f"NSMC, first {n_docs:,} reviews, {UNITS} Parquet row groups",
            "documents": n_docs, "bytes": nbytes, "identical": all(f == files[0] for f in files),
-           "cpus": os.cpu_count(), "runs": runs}
+           "cpus": os.cpu_count(), "cpu": _cpu_model(), "runs": runs}
     r1, r2 = runs["ray_1"], runs["ray_2"]
     out["mb_per_s"] = {k: round(mb / r["tokenize_s"], 3) for k, r in runs.items()}
     out["worker_mb_per_s"] = round(mb / r1["tokenize_task_s"], 3)
@@ -104,6 +105,13 @@ def run(n_docs: int = 100_000) -> dict:
     out["driver_cpu_mb_per_s"] = round(mb / max(r2["tokenize_driver_cpu_s"], 1e-9), 3)
     out["speedup_2_vs_1"] = round(r1["tokenize_s"] / r2["tokenize_s"], 3)
     return out
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def estimate(r: dict, corpus_gb: float = 100.0, worker_cores: int = 32) -> dict:
@@ -137,8 +145,12 @@ def render(r: dict, idle_local_mb_s: float | None = None) -> list[str]:
         "",
         "`python -m bench --only-ray` (bench/ray_bench.py): one timed run each of the tokenize "
         "and count stages, after an untimed warm-up run (Ray workers started, fastText and the "
-        f"tokenizer loaded: fixed costs a long job pays once); a {r['cpus']}-core machine shared "
-        "with other work while it ran, so the figures are indicative. Ray runs start a local "
+        f"tokenizer loaded: fixed costs a long job pays once); a {r['cpus']}-core "
+        f"{r.get('cpu', '')} VM shared with other work (two other engineers' builds and tests) "
+        "while it ran, so the figures are indicative"
+        + (f" (1-minute load average before the runs: "
+           f"{', '.join(str(x['load_before']) for x in runs.values())})"
+           if all("load_before" in x for x in runs.values()) else "") + ". Ray runs start a local "
         "Ray with `num_cpus` = workers; one task uses one core (`TOKENIZERS_PARALLELISM=false`). "
         f"Outputs of the three runs byte-identical: {r['identical']}.",
         "",
