@@ -109,7 +109,8 @@ def tokenize_set(source, tok, out_dir: Path, *, batch_docs: int, max_documents: 
             cols = {"doc_id": [batch.ids[i] for i, _ in rows],
                     "group": [batch.groups[i] for i, _ in rows],
                     "source": [batch.sources[i] for i, _ in rows], "text": texts,
-                    "lang": [""] * len(rows), "ko_prob": np.full(len(rows), np.nan, np.float32)}
+                    "lang": [""] * len(rows), "ko_prob": np.full(len(rows), np.nan, np.float32),
+                    "lang_by": ["off"] * len(rows)}
             table = _to_table(cols, ids)
             writer.write(table)
             n_docs += table.num_rows

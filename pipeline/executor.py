@@ -62,8 +62,10 @@ import pyarrow as pa
 
 from .errors import InputError, PipelineError
 
-# Per-document status in a unit's result
-EMPTY, DROPPED, KEPT, KEPT_BY_SCRIPT = 0, 1, 2, 3
+# Per-document status in a unit's result: blank; dropped by the language filter; kept (by
+# fastText, or with the filter off); kept by the Hangul-share rescue after fastText; kept on
+# its script alone, fastText not asked (`pipeline.shards.script_decides`)
+EMPTY, DROPPED, KEPT, KEPT_BY_SCRIPT, DECIDED_BY_SCRIPT = 0, 1, 2, 3, 4
 RETRIES = 3  # attempts after the first, for a dead worker or a transient OSError
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false",  # one task = one core
               "RAY_USAGE_STATS_ENABLED": "0"}
@@ -293,7 +295,7 @@ def process_unit(item: dict, *, source, cfg, tok_ref) -> dict:
     import ray
 
     from . import langid
-    from .shards import _encode, _normalize, _Stats, shard_table
+    from .shards import _encode, _normalize, _Stats, script_decides, shard_table
 
     u: Unit = pickle.loads(item["spec"])
     backend = _tokenizer(ray.get(tok_ref) if isinstance(tok_ref, ray.ObjectRef) else tok_ref)
@@ -313,20 +315,29 @@ def process_unit(item: dict, *, source, cfg, tok_ref) -> dict:
             status[ki] = DROPPED
             if cfg.corpus.max_bytes:
                 nbytes[ki] = [len(t.encode()) for t in texts]
-            lres = (langid.classify(texts, max_chars=lc.max_chars, model_path=lc.model_path or None)
-                    if lc.min_korean_prob > 0 else None)
-            if lres is not None:
-                for j, i in enumerate(keep_idx):
-                    lang[i] = lres[0][j]
-                ko[ki] = lres[2]
-            picked = shard_table(chunk, texts, keep_idx, lres, _encode(backend, texts,
-                                 cfg.tokenizer.source), cfg, scratch, check=False)
+            by_script = lres = None
+            if lc.min_korean_prob > 0:  # the local executor's language filter, in sequence
+                by_script = script_decides(pa.array(texts, type=pa.string()),
+                                           lc.keep_hangul_share)
+                asked = np.flatnonzero(~by_script)
+                if len(asked):
+                    lres = langid.classify([texts[j] for j in asked.tolist()],
+                                           max_chars=lc.max_chars,
+                                           model_path=lc.model_path or None)
+                    for m, j in enumerate(asked.tolist()):
+                        lang[keep_idx[j]] = lres[0][m]
+                    ko[ki[asked]] = lres[2]
+            picked = shard_table(chunk, texts, keep_idx, by_script, lres,
+                                 _encode(backend, texts, cfg.tokenizer.source), cfg, scratch,
+                                 check=False)
             if picked is not None:
                 table, heldout, sel = picked
-                kept = ki[np.asarray(sel, dtype=np.int64)]
+                sel = np.asarray(sel, dtype=np.int64)
+                kept = ki[sel]
                 status[kept] = KEPT
-                if lres is not None:
+                if by_script is not None:
                     status[kept[ko[kept] < lc.min_korean_prob]] = KEPT_BY_SCRIPT
+                    status[kept[by_script[sel]]] = DECIDED_BY_SCRIPT
                 rows.append(table.append_column("heldout", pa.array(heldout))
                             .append_column("doc", pa.array(kept + base, pa.int64())))
         dropped = status == DROPPED
@@ -442,7 +453,11 @@ class _Refiler:
                     st.examples.append({"doc_id": d["doc_id"], "source": d["source"],
                                         "lang": d["lang"], "ko_prob": round(float(d["ko"]), 4),
                                         "text": d["text"]})
-            st.kept_by_script += int((status == KEPT_BY_SCRIPT).sum())
+            decided = int((status == DECIDED_BY_SCRIPT).sum())
+            st.kept_by_script += int((status == KEPT_BY_SCRIPT).sum()) + decided
+            if cfg.langid.min_korean_prob > 0:
+                st.decided_by_script += decided
+                st.asked_fasttext += nonempty - decided
             parts = []
             for seg, a, b in pieces:
                 pos = seg[2]

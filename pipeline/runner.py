@@ -34,7 +34,8 @@ from .config import Config
 from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
-VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "evalsets": 1,
+# tokenize 2: shards record which decided the language (lang_by); evalsets 2: same schema
+VERSIONS = {"tokenizer": 1, "tokenize": 2, "count": 1, "score": 1, "heldout": 1, "evalsets": 2,
             "select": 2, "sweep": 2, "prune": 3}  # prune 3: provenance lists the output's files
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "evalsets", "select"]
 ALL_STAGES = ANALYZE_STAGES + ["sweep", "prune"]
