@@ -177,7 +177,7 @@ def render(r: dict, idle_local_mb_s: float | None = None) -> list[str]:
         *([f"- load: the local executor ran at {r['mb_per_s']['local']} MB/s here against "
             f"{idle_local_mb_s} MB/s for `analyze` on the idle machine (the analyze section): "
             "the per-worker rate on an idle core is likely higher by about that ratio, which "
-            "makes the hours below an upper bound."] if idle_local_mb_s else []),
+            "makes the hours below an upper bound."] if isinstance(idle_local_mb_s, (int, float)) else []),
         "",
         f"### Estimate: {e['corpus_gb']:.0f} GB of Korean web text",
         "",
