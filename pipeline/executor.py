@@ -35,7 +35,8 @@ task therefore cannot double count, and the stage itself is still written to a t
 folder and renamed into place by `pipeline.artifacts.run_stage` (resumable as locally).
 
 What stays local: the tokenizer stage, writing shards (the driver writes every shard: the
-artifacts folder is on the driver), merging counts, scoring apart from Kiwi, selection, sweep,
+artifacts folder is on the driver), merging counts, scoring apart from Kiwi's alignment over
+eojeol types (its per-token features read the vocabulary, not the corpus), selection, sweep,
 prune and reports. The count stage's workers read the shards the driver wrote, so on a
 multi-machine cluster the artifacts folder must be on storage every node mounts (NFS, a shared
 volume); a single-machine Ray needs nothing. Corpus files are read by the workers themselves:
