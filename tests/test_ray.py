@@ -11,12 +11,10 @@ import json
 import os
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.artifacts import RunPaths
 from pipeline.config import load_config
 from pipeline.corpus import FileSource, konlpy_files
 from pipeline.runner import Run
