@@ -140,6 +140,11 @@ def _render_models(res: dict, lines: list[str]) -> str:
         from bench import gemma_bench
 
         lines += gemma_bench.render(res["gemma"])
+    if "ray" in res:
+        from bench import ray_bench
+
+        lines += ray_bench.render(res["ray"], res.get("analyze", {}).get("mb_per_s", {})
+                                  .get("analyze"))
     return "\n".join(lines) + "\n"
 
 
@@ -150,12 +155,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only-gemma", action="store_true",
                    help="only the default job on Gemma 3 270M; other figures are kept from "
                         "bench/results.json")
+    p.add_argument("--only-ray", action="store_true",
+                   help="only the Ray executor on 1 and 2 local workers (a NSMC subset); other "
+                        "figures are kept from bench/results.json")
+    p.add_argument("--ray-docs", type=int, default=100_000,
+                   help="NSMC reviews for --only-ray (default 100,000)")
     args = p.parse_args(argv)
     from bench import analyze_bench
 
     if not analyze_bench.NSMC.exists():
         print(f"bench needs {analyze_bench.NSMC} (../shared/data)", file=sys.stderr)
         return 2
+    if args.only_ray:
+        from bench import ray_bench
+
+        res = json.loads((ROOT / "bench" / "results.json").read_text())
+        res["ray"] = ray_bench.run(args.ray_docs)
+        (ROOT / "bench" / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        (ROOT / "BENCHMARKS.md").write_text(render(res))
+        print(render(res).split("## Ray executor")[-1])
+        return 0
     if args.only_gemma:
         res = json.loads((ROOT / "bench" / "results.json").read_text())
         res["machine"] = machine()

@@ -29,6 +29,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="Print the resolved config and the stages that would run; run nothing.")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    p.add_argument("--executor", dest="execute__executor", choices=["local", "ray"],
+                   help="Run language ID, tokenization, counts and Kiwi here (`local`, the "
+                   "default) or as Ray Data tasks (`ray`); outputs are identical.")
+    p.add_argument("--ray-address", dest="execute__ray_address", metavar="ADDR",
+                   help="Ray cluster for --executor ray: `auto`, `ray://host:10001`; default: "
+                   "a private Ray on this machine.")
     p.add_argument("--check-digests", action="store_true",
                    help="Check the sha256 of every file of an up-to-date stage (sizes are always "
                    "checked); a damaged stage is redone.")

@@ -326,6 +326,56 @@ def _account(stats: _Stats, split: str, table: pa.Table) -> None:
         s[k] += int(pc.sum(table.column(col)).as_py() or 0)
 
 
+def shard_table(batch: DocBatch, texts: list[str], keep_idx: list[int], by_script,
+                lang_result, ids: pa.ListArray, cfg, stats: _Stats, check: bool = True):
+    """One normalized, language-tagged and tokenized batch -> its shard rows.
+
+    ``texts``/``keep_idx`` come from `_normalize`, ``by_script`` from `script_decides` (None:
+    filter off), ``lang_result`` from `langid.classify` of the texts it leaves in doubt,
+    ``ids`` from `_encode` of ``texts``. Returns ``(table, heldout, sel)``:
+    the kept documents as a `SCHEMA` table, their held-out flags and their positions among
+    ``texts``; or None when the filter drops every document. Pure apart from ``stats``.
+    ``check=False`` skips the all-zero-tokens check (`check_tokens`), for a caller that runs
+    it on other batch boundaries (`pipeline.executor`). (`tokenize_corpus` files the whole
+    batch's table with the ``keep`` mask instead, saving a copy.)
+    """
+    picked = _select_rows(batch, texts, keep_idx, by_script, lang_result, cfg, stats)
+    if picked is None:
+        return None
+    cols, keep, heldout = picked
+    table = _to_table(cols, ids)
+    if not keep.all():
+        table, heldout = table.filter(pa.array(keep)), heldout[keep]
+    if check:
+        check_tokens(table, cfg)
+    return table, heldout, np.flatnonzero(keep).tolist()
+
+
+def check_tokens(table: pa.Table, cfg, keep: np.ndarray | None = None) -> None:
+    """A batch whose every (kept) document got 0 tokens means a tokenizer that drops text."""
+    rows = np.arange(table.num_rows) if keep is None else np.flatnonzero(keep)
+    if len(rows) and not table.column("n_tokens").to_numpy()[rows].any():
+        first = int(rows[0])
+        raise InputError(
+            f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {len(rows)} "
+            f"non-empty documents of a batch (e.g. document {table['doc_id'][first].as_py()!r}: "
+            f"{table['text'][first].as_py()[:60]!r}); it drops the text instead of encoding it "
+            "(no matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
+            "that covers Korean text.")
+
+
+def write_splits(writers: dict, stats: _Stats, table: pa.Table, heldout: np.ndarray,
+                 keep: np.ndarray | None = None) -> None:
+    """File one batch's shard rows (those in ``keep``; all by default) into the train and
+    held-out `ShardWriter`s, in order."""
+    keep = np.ones(table.num_rows, dtype=bool) if keep is None else keep
+    for split, mask in (("train", keep & ~heldout), ("heldout", keep & heldout)):
+        part = table.filter(pa.array(mask)) if not mask.all() else table
+        if part.num_rows:
+            writers[split].write(part)
+            _account(stats, split, part)
+
+
 def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = True) -> dict:
     """Run the whole stage into ``out_dir``; return its metrics. See module docstring."""
     from tqdm.auto import tqdm
@@ -347,20 +397,9 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
         if picked is None:
             return
         cols, keep, heldout = picked
-        table = _to_table(cols, ids)
-        if keep.any() and not table.column("n_tokens").to_numpy()[keep].any():
-            first = int(np.flatnonzero(keep)[0])
-            raise InputError(
-                f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {int(keep.sum())} "
-                f"non-empty documents of a batch (e.g. document {cols['doc_id'][first]!r}: "
-                f"{texts[first][:60]!r}); it drops the text instead of encoding it (no "
-                "matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
-                "that covers Korean text.")
-        for split, mask in (("train", keep & ~heldout), ("heldout", keep & heldout)):
-            part = table.filter(pa.array(mask)) if not mask.all() else table
-            if part.num_rows:
-                writers[split].write(part)
-                _account(stats, split, part)
+        table = _to_table(cols, ids)  # every text of the batch; each split filters it once
+        check_tokens(table, cfg, keep)
+        write_splits(writers, stats, table, heldout, keep)
         bar.update(int(keep.sum()))
 
     # Per batch, fastText (on the documents the script leaves in doubt) runs in a child process
