@@ -253,7 +253,8 @@ def test_model_directory_analyzed_with_its_own_tokenizer(tmp_path, tekken):
 
     src = save_demo_model(tekken, tmp_path / "demo-src", seed=1, hidden_size=32, num_layers=1)
     before = dir_hashes(src)
-    assert cli(tmp_path, "--tokenizer", str(src), "--model", str(src)) == 0
+    assert cli(tmp_path, "--config", "configs/demo.toml", "--tokenizer", str(src),
+               "--model", str(src)) == 0
     assert dir_hashes(src) == before, "the source model directory must never be written"
     m = metrics(tmp_path)
     assert m["verify"]["passed"] and m["logits"]["max_abs_diff"] <= TOL
@@ -269,7 +270,8 @@ def test_real_architecture_with_extra_embedding_rows(tmp_path, qwen_dir, tekken)
     tokenizer next to a qwen2 config.json as a Qwen2Tokenizer, which rebuilds Tekken's vocabulary
     with Qwen's pre-tokenizer: so the run must analyze the directory's own tokenizer.)"""
     before = dir_hashes(qwen_dir)
-    assert cli(tmp_path, "--tokenizer", str(qwen_dir), "--model", str(qwen_dir)) == 0
+    assert cli(tmp_path, "--config", "configs/demo.toml", "--tokenizer", str(qwen_dir),
+               "--model", str(qwen_dir)) == 0
     assert dir_hashes(qwen_dir) == before
     analyzed = tmp_path
     d = model_dir(analyzed)
