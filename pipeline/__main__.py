@@ -197,6 +197,12 @@ def _summary(m: dict, run) -> None:
         print(f"selected: {v['selected']:,} of {v.get('before', 0):,} tokens; held-out identical "
               f"share {h.get('identical_share_selected')}, tokens/eojeol "
               f"{h.get('tokens_per_eojeol')} -> {h.get('tokens_per_eojeol_selected')}")
+    for name, e in (m.get("model_eval") or {}).items():
+        b = (e.get("bits_per_byte") or {}) if isinstance(e, dict) else {}
+        if b.get("before") is not None and b.get("after") is not None:
+            print(f"bits per byte on {name}: {b['before']:.4f} original -> {b['after']:.4f} "
+                  f"pruned ({b.get('delta_share', 0):+.2%}); top-1 agreement "
+                  f"{e.get('top1_agreement')}")
     print(f"metrics: {run.paths.metrics}")
 
 

@@ -203,7 +203,13 @@ def test_rerun_is_a_noop(default_run, tekken_dir, capsys):
               if f.is_file() and f.name not in ("run.log", ".lock")}
     capsys.readouterr()
     assert cli(default_run, *default_args(tekken_dir)) == 0
-    assert "[prune] up to date, skipped" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "[prune] up to date, skipped" in out.err
+    # the summary quotes each evaluated set's bits per byte from metrics.json
+    m = metrics(default_run)["model_eval"]
+    for name in ("heldout", "tech"):
+        b = m[name]["bits_per_byte"]
+        assert f"bits per byte on {name}: {b['before']:.4f} original -> {b['after']:.4f}" in out.out
     after = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in root.rglob("*")
              if f.is_file() and f.name not in ("run.log", ".lock")}
     assert after == before
