@@ -407,8 +407,7 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
     # files the previous batch into shards. Every non-blank document is tokenized; the filter
     # drops rows afterwards (few are dropped).
     lc = cfg.langid
-    lang_pool = (LangidWorker(max_chars=lc.max_chars, model_path=lc.model_path or None)
-                 if lc.min_korean_prob > 0 else None)
+    lang_pool = None  # started at the first document the script leaves in doubt
     pending = None
     seen_bytes = 0
     try:
@@ -421,9 +420,12 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                     efut = enc_pool.submit(_encode, backend, texts, cfg.tokenizer.source)
                     by_script = lfut = None
                     text_arr = pa.array(texts, type=pa.string())
-                    if lang_pool is not None:
+                    if lc.min_korean_prob > 0:
                         by_script = script_decides(text_arr, lc.keep_hangul_share)
                         if not by_script.all():
+                            if lang_pool is None:
+                                lang_pool = LangidWorker(max_chars=lc.max_chars,
+                                                         model_path=lc.model_path or None)
                             lfut = lang_pool.submit([t for t, s in zip(texts, by_script)
                                                      if not s])
                     if pending is not None:
