@@ -85,16 +85,32 @@ def render(res: dict) -> str:
         ]
         return _render_models(res, lines)
     scale = next(k for k in a["peak_rss_mib"] if k != "1x")
+    by = a.get("by_tokenizer") or {"tekken": a}
+    if len(by) > 1:
+        del lines[-len(names) - 2:]  # one table with a column pair per tokenizer instead
+        lines.append("| what | " + " | ".join(f"{n} s | {n} MB/s" for n in by) + " |")
+        lines.append("|---|" + "---:|---:|" * len(by))
+        for k, label in names.items():
+            lines.append(f"| {label} | " + " | ".join(
+                f"{t['seconds'][k]} | {t['mb_per_s'][k]}" for t in by.values()) + " |")
+    lines += ["", f"Seconds and MB/s: median of {a['repeats']} alternating rounds (all contenders "
+              "of all tokenizers in one sequence); ratios: median of the per-round ratios."]
+    for n, t in by.items():
+        lines += [
+            "",
+            f"{n} (rounds: {t['seconds_per_round']}):",
+            "",
+            f"- analyze / bare tokenizers: **{t['ratio_analyze_to_bare']}x** (target >= 0.85x; "
+            f"rounds {t['ratio_analyze_to_bare_per_round']}); without the fastText filter: "
+            f"**{t['ratio_analyze_no_langid_to_bare']}x** "
+            f"({t['ratio_analyze_no_langid_to_bare_per_round']})",
+            f"- analyze / vocabtrimmer-style: **{t['ratio_analyze_to_vocabtrimmer']}x** (target >= "
+            f"2.5x; rounds {t['ratio_analyze_to_vocabtrimmer_per_round']})",
+        ]
     lines += [
         "",
-        f"Seconds and MB/s: median of {a['repeats']} alternating rounds; ratios: median of the "
-        f"per-round ratios (rounds: {a['seconds_per_round']}).",
+        f"Memory (with {next(iter(by))}):",
         "",
-        f"- analyze / bare tokenizers: **{a['ratio_analyze_to_bare']}x** (target >= 0.85x; rounds "
-        f"{a['ratio_analyze_to_bare_per_round']}); without the fastText filter: "
-        f"**{a['ratio_analyze_no_langid_to_bare']}x** ({a['ratio_analyze_no_langid_to_bare_per_round']})",
-        f"- analyze / vocabtrimmer-style: **{a['ratio_analyze_to_vocabtrimmer']}x** (target >= 2.5x; "
-        f"rounds {a['ratio_analyze_to_vocabtrimmer_per_round']})",
         f"- peak RSS, analyze process + fastText worker: {a['peak_rss_mib']['1x']} MiB at 1x, "
         f"{a['peak_rss_mib'][scale]} MiB at {scale} ({a['scale_corpus']}) -> growth "
         f"**{a['rss_growth']}x** (target <= 1.3x). Parts: analyze process "
@@ -124,6 +140,11 @@ def _render_models(res: dict, lines: list[str]) -> str:
         from bench import gemma_bench
 
         lines += gemma_bench.render(res["gemma"])
+    if "ray" in res:
+        from bench import ray_bench
+
+        lines += ray_bench.render(res["ray"], res.get("analyze", {}).get("mb_per_s", {})
+                                  .get("analyze"))
     from bench import adapt_bench
 
     if adapt_bench.RESULTS.is_file():  # measured by hand (bench/adapt_bench.py), kept as is
@@ -138,12 +159,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only-gemma", action="store_true",
                    help="only the default job on Gemma 3 270M; other figures are kept from "
                         "bench/results.json")
+    p.add_argument("--only-ray", action="store_true",
+                   help="only the Ray executor on 1 and 2 local workers (a NSMC subset); other "
+                        "figures are kept from bench/results.json")
+    p.add_argument("--ray-docs", type=int, default=100_000,
+                   help="NSMC reviews for --only-ray (default 100,000)")
     args = p.parse_args(argv)
     from bench import analyze_bench
 
     if not analyze_bench.NSMC.exists():
         print(f"bench needs {analyze_bench.NSMC} (../shared/data)", file=sys.stderr)
         return 2
+    if args.only_ray:
+        from bench import ray_bench
+
+        res = json.loads((ROOT / "bench" / "results.json").read_text())
+        res["ray"] = ray_bench.run(args.ray_docs)
+        (ROOT / "bench" / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        (ROOT / "BENCHMARKS.md").write_text(render(res))
+        print(render(res).split("## Ray executor")[-1])
+        return 0
     if args.only_gemma:
         res = json.loads((ROOT / "bench" / "results.json").read_text())
         res["machine"] = machine()

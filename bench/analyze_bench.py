@@ -202,41 +202,59 @@ RATIOS = {"ratio_analyze_to_bare": ("analyze", "bare_tokenizers"),
           "ratio_analyze_to_vocabtrimmer": ("analyze", "vocabtrimmer_style")}
 
 
-def run(scale: int = 10, corpus: Path = NSMC, repeats: int = 3) -> dict:
+TOKENIZERS = ("tekken", "gemma3-270m")
+
+
+def run(scale: int = 10, corpus: Path = NSMC, repeats: int = 3,
+        tokenizers: tuple[str, ...] = TOKENIZERS) -> dict:
+    """Every contender for every tokenizer (Tekken: 131k byte-level BPE; Gemma 3: 262k
+    SentencePiece-style BPE), all in alternating rounds. The top-level figures are the first
+    tokenizer's; ``by_tokenizer`` holds each one's. Peak RSS is measured with the first."""
     from pipeline.tokenizer_io import load_tokenizer
 
     if repeats < 3:
         raise ValueError("repeats must be >= 3 (the median of alternating rounds is reported)")
     texts = _texts(corpus)
     nbytes = sum(len(t.encode()) for t in texts)
-    tok = load_tokenizer("tekken")
     out: dict = {"corpus": str(corpus.name), "documents": len(texts), "bytes": nbytes,
-                 "repeats": repeats}
+                 "repeats": repeats, "tokenizers": list(tokenizers)}
     with tempfile.TemporaryDirectory() as td:
         td = Path(td)
-        tok_dir = td / "tok"
-        tok.save_pretrained(str(tok_dir))
         batch = 2048
-        measure = {
-            "bare_tokenizers": lambda: bare_tokenizers(tok, texts, batch),
-            "vocabtrimmer_style": lambda: vocabtrimmer_style(tok, texts, batch),
-            "analyze": lambda: analyze_once(corpus, tok_dir, td),
-            "analyze_no_langid": lambda: analyze_once(corpus, tok_dir, td,
-                                                      "langid.min_korean_prob=0.0"),
-        }
-        rounds: list[dict[str, float]] = []
+        measure, toks = {}, {}
+        for name in tokenizers:
+            tok = load_tokenizer(name)
+            tok_dir = td / f"tok-{name}"
+            tok.save_pretrained(str(tok_dir))
+            toks[name] = tok_dir
+            measure.update({
+                (name, "bare_tokenizers"): lambda tok=tok: bare_tokenizers(tok, texts, batch),
+                (name, "vocabtrimmer_style"): lambda tok=tok: vocabtrimmer_style(tok, texts, batch),
+                (name, "analyze"): lambda d=tok_dir: analyze_once(corpus, d, td),
+                (name, "analyze_no_langid"): lambda d=tok_dir: analyze_once(
+                    corpus, d, td, "langid.min_korean_prob=0.0"),
+            })
+        keys = list(measure)
+        rounds: list[dict] = []
         for r in range(repeats):
-            order = CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]
+            order = keys if r % 2 == 0 else keys[::-1]
             rounds.append({k: measure[k]() for k in order})
-        med = {k: statistics.median(x[k] for x in rounds) for k in CONTENDERS}
-        out["seconds"] = {k: round(v, 2) for k, v in med.items()}
-        out["mb_per_s"] = {k: round(nbytes / v / 1e6, 2) for k, v in med.items()}
-        out["seconds_per_round"] = [{k: round(x[k], 2) for k in CONTENDERS} for x in rounds]
-        for name, (a, b) in RATIOS.items():  # speed ratio = time(b) / time(a), per round
-            per_round = [x[b] / x[a] for x in rounds]
-            out[name] = round(statistics.median(per_round), 3)
-            out[name + "_per_round"] = [round(v, 3) for v in per_round]
+        out["by_tokenizer"] = {}
+        for name in tokenizers:
+            t: dict = {}
+            med = {k: statistics.median(x[(name, k)] for x in rounds) for k in CONTENDERS}
+            t["seconds"] = {k: round(v, 2) for k, v in med.items()}
+            t["mb_per_s"] = {k: round(nbytes / v / 1e6, 2) for k, v in med.items()}
+            t["seconds_per_round"] = [{k: round(x[(name, k)], 2) for k in CONTENDERS}
+                                      for x in rounds]
+            for ratio, (a, b) in RATIOS.items():  # speed ratio = time(b) / time(a), per round
+                per_round = [x[(name, b)] / x[(name, a)] for x in rounds]
+                t[ratio] = round(statistics.median(per_round), 3)
+                t[ratio + "_per_round"] = [round(v, 3) for v in per_round]
+            out["by_tokenizer"][name] = t
+        out.update(out["by_tokenizer"][tokenizers[0]])
         del texts
+        tok_dir = toks[tokenizers[0]]
         one = peak_rss_child(corpus, tok_dir, td / "x1")
         files = distinct_copies(corpus, scale, td / f"x{scale}corpus")
         big = peak_rss_child(td / f"x{scale}corpus", tok_dir, td / f"x{scale}")

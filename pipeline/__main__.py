@@ -30,6 +30,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="Print the resolved config and the stages that would run; run nothing.")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    p.add_argument("--executor", dest="execute__executor", choices=["local", "ray"],
+                   help="Run language ID, tokenization, counts and Kiwi here (`local`, the "
+                   "default) or as Ray Data tasks (`ray`); outputs are identical.")
+    p.add_argument("--ray-address", dest="execute__ray_address", metavar="ADDR",
+                   help="Ray cluster for --executor ray: `auto`, `ray://host:10001`; default: "
+                   "a private Ray on this machine.")
     p.add_argument("--check-digests", action="store_true",
                    help="Check the sha256 of every file of an up-to-date stage (sizes are always "
                    "checked); a damaged stage is redone.")
@@ -209,6 +215,12 @@ def _summary(m: dict, run) -> None:
         print(f"selected: {v['selected']:,} of {v.get('before', 0):,} tokens; held-out identical "
               f"share {h.get('identical_share_selected')}, tokens/eojeol "
               f"{h.get('tokens_per_eojeol')} -> {h.get('tokens_per_eojeol_selected')}")
+    for name, e in (m.get("model_eval") or {}).items():
+        b = (e.get("bits_per_byte") or {}) if isinstance(e, dict) else {}
+        if b.get("before") is not None and b.get("after") is not None:
+            print(f"bits per byte on {name}: {b['before']:.4f} original -> {b['after']:.4f} "
+                  f"pruned ({b.get('delta_share', 0):+.2%}); top-1 agreement "
+                  f"{e.get('top1_agreement')}")
     print(f"metrics: {run.paths.metrics}")
 
 

@@ -243,6 +243,22 @@ class AdaptConfig:
 
 
 @dataclass(frozen=True)
+class ExecuteConfig:
+    executor: str = _f("local", "Where the parallel work runs: `local` (this process, a "
+                       "fastText child process and the tokenizer's threads) or `ray` (Ray Data "
+                       "tasks over input files / Parquet row groups: language ID, tokenization, "
+                       "partial counts, Kiwi; merged on this machine). Outputs are byte-identical "
+                       "and stage fingerprints do not include it: switching reruns nothing.",
+                       choices=["local", "ray"])
+    ray_address: str = _f("", "Ray cluster of `executor = \"ray\"`: empty = start a private "
+                          "Ray on this machine; `auto` = the cluster `ray start` runs here; "
+                          "`ray://host:10001` = a remote cluster (Ray Client). Workers need the "
+                          "pipeline and requirements.lock installed (see README).")
+    ray_workers: int = _f(0, "Ray tasks run at once (0 = one per CPU of the cluster).", min=0,
+                          max=100_000)
+
+
+@dataclass(frozen=True)
 class Config:
     run: str = _f("default", "Run name: outputs go to artifacts/<run>/ and reports/<run>/.")
     artifacts_dir: str = _f("artifacts", "Root of all run artifacts.")
@@ -258,6 +274,7 @@ class Config:
     prune: PruneConfig = field(default_factory=PruneConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    execute: ExecuteConfig = field(default_factory=ExecuteConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
     # -- views -------------------------------------------------------------------------------
@@ -389,7 +406,7 @@ def _check_scalar(where: str, section: str, key: str, expected, value: Any, f, o
         if (section, key) in _NON_EMPTY and not value.strip():
             raise ConfigError(f"Config value {where} in {origin} may not be empty. {help_}")
     choices = f.metadata.get("choices")
-    if choices and value not in choices:
+    if choices is not None and value not in choices:
         raise ConfigError(f"Config value {where} = {value!r} in {origin} is not one of "
                           f"{', '.join(repr(c) for c in choices)}. {help_}")
     lo, hi = f.metadata.get("min"), f.metadata.get("max")

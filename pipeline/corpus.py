@@ -40,6 +40,7 @@ from typing import Iterator
 
 from .artifacts import file_digest, fingerprint
 from .errors import InputError
+from .storage import is_uri
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
            ".arrow": "arrow", ".ipc": "arrow", ".feather": "arrow"}
@@ -135,7 +136,7 @@ class FileSource(Source):
         return f"{what} ({len(self.files)} file(s))"
 
     def fingerprint(self) -> str:
-        return fingerprint(self.kind, [(f.name, file_digest(f)) for f in self.files],
+        return fingerprint(self.kind, [(f.name, _digest(f)) for f in self.files],
                            self.cfg.text_column, self.cfg.id_column, self.cfg.group_column,
                            self.block_size)
 
@@ -165,7 +166,7 @@ class FileSource(Source):
                     f"Text column {self.cfg.text_column!r} is not in the first record of {f}. "
                     f"Keys there: {', '.join(first)}. Pass --text-column with one of them.")
         else:
-            with open(f, "rb") as fh:
+            with _open_binary(f) as fh:
                 _check_not_binary(fh.read(8192), f)
 
     # -- reading -----------------------------------------------------------------------------
@@ -179,14 +180,18 @@ class FileSource(Source):
         while len(pending):
             yield pending.take(_fitting(pending.texts, batch_size))
 
-    def _chunks(self, f: Path) -> Iterator[DocBatch]:
-        """The file's documents in chunks, with ids, groups and text types filled in."""
+    def _chunks(self, f: Path, row_groups: list[int] | None = None,
+                start_row: int = 0) -> Iterator[DocBatch]:
+        """The file's documents in chunks, with ids, groups and text types filled in.
+        ``row_groups``: only these row groups of a Parquet file, whose first document is
+        document ``start_row`` of the file (`pipeline.executor` reads a file in parts)."""
         fmt = _format(f)
         name = _display_name(f, self.embedded)
         reader = {"txt": _txt_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks,
                   "arrow": _arrow_chunks}[fmt]
-        row = 0
-        for ids, groups, texts, *rows in reader(f, self.cfg):
+        row = start_row
+        kw = {"row_groups": row_groups} if row_groups is not None else {}
+        for ids, groups, texts, *rows in reader(f, self.cfg, **kw):
             n = len(texts)
             idx = rows[0] if rows and rows[0] is not None else range(row, row + n)
             ids = [f"{name}:{i}" if x is None else str(x)
@@ -275,6 +280,30 @@ def _pack(ids, groups, texts, keys, with_meta):
     return (ids, groups, texts, keys) if with_meta else (None, None, texts, keys)
 
 
+def _open_binary(f):
+    """A local path or a `pipeline.storage.RemoteFile`, opened for buffered binary reading."""
+    if isinstance(f, Path):
+        return open(f, "rb")
+    from .storage import open_stream
+
+    return open_stream(f)
+
+
+def _random_access(f):
+    """What pyarrow reads Parquet / Arrow IPC from: a memory map, or a remote seekable file."""
+    import pyarrow as pa
+
+    if isinstance(f, Path):
+        return pa.memory_map(str(f))
+    from .storage import open_random
+
+    return open_random(f)
+
+
+def _digest(f) -> str:
+    return file_digest(f) if isinstance(f, Path) else f.digest()
+
+
 def _display_name(f: Path, embedded: bool) -> str:
     return f"{f.parent.name}/{f.stem}" if embedded else f.stem
 
@@ -305,7 +334,7 @@ def _txt_rows(f: Path, cfg):
     limit = cfg.max_doc_bytes
     doc = -1
     lineno, offset, buf, counted = 0, 0, b"", False
-    with open(f, "rb") as fh:
+    with _open_binary(f) as fh:
         while True:
             raw = fh.readline(limit)
             if lineno == 0 and not buf and raw.startswith(BOM):
@@ -344,7 +373,7 @@ def _decode_line(piece: bytes, f: Path, lineno: int, offset: int) -> str:
 
 def _jsonl_rows(f: Path, cfg):
     col, idc, gc = cfg.text_column, cfg.id_column, cfg.group_column
-    with open(f, "rb") as fh:
+    with _open_binary(f) as fh:
         for lineno, raw in enumerate(fh, 1):
             if lineno == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM):]  # a byte-order mark is not text
@@ -393,7 +422,7 @@ def _table_schema(f: Path, fmt: str):
 
     try:
         if fmt == "parquet":
-            return pq.ParquetFile(f).schema_arrow
+            return pq.ParquetFile(_random_access(f)).schema_arrow
         return _open_arrow(f).schema
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{f} is not a readable {fmt} file ({e}). It may be truncated or "
@@ -404,9 +433,9 @@ def _open_arrow(f: Path):
     import pyarrow as pa
 
     try:
-        return pa.ipc.open_file(pa.memory_map(str(f)))
+        return pa.ipc.open_file(_random_access(f))
     except pa.ArrowInvalid:
-        return pa.ipc.open_stream(pa.memory_map(str(f)))
+        return pa.ipc.open_stream(_random_access(f))
 
 
 def _record_batch_chunks(batches, f: Path, cfg):
@@ -469,18 +498,19 @@ def _as_text(t, f: Path, cfg) -> str:
     return t
 
 
-def _parquet_chunks(f: Path, cfg):
+def _parquet_chunks(f: Path, cfg, row_groups: list[int] | None = None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(_random_access(f))
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{f} is not a readable parquet file ({e}). Re-export it.") from e
     cols = [c for c in (cfg.text_column, cfg.id_column, cfg.group_column)
             if c in pf.schema_arrow.names]
     yield from _record_batch_chunks(
-        pf.iter_batches(batch_size=CHUNK, columns=list(dict.fromkeys(cols))), f, cfg)
+        pf.iter_batches(batch_size=CHUNK, columns=list(dict.fromkeys(cols)),
+                        row_groups=row_groups), f, cfg)
 
 
 def _arrow_chunks(f: Path, cfg):
@@ -493,7 +523,7 @@ def _arrow_chunks(f: Path, cfg):
 
 
 def _first_jsonl_record(f: Path):
-    with open(f, "rb") as fh:
+    with _open_binary(f) as fh:
         for lineno, raw in enumerate(fh, 1):
             if lineno == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM):]
@@ -528,8 +558,8 @@ class EmbeddedSource(FileSource):
         super().__init__([f], dataclasses.replace(cfg, **self.COLUMNS), block_size, EMBEDDED,
                          embedded=True)
 
-    def _chunks(self, f: Path) -> Iterator[DocBatch]:
-        for b in super()._chunks(f):
+    def _chunks(self, f: Path, **kw) -> Iterator[DocBatch]:
+        for b in super()._chunks(f, **kw):
             b.sources = [g.split("#", 1)[0] for g in b.sources]
             yield b
 
@@ -642,6 +672,13 @@ def _looks_like_path(spec: str) -> bool:
 def resolve_source(cfg, block_size: int) -> Source:
     """Turn ``[corpus]`` into a checked `Source`; raises `InputError` before any work."""
     spec = cfg.source
+    if is_uri(spec) and not cfg.data_files:
+        from .storage import list_files
+
+        files = list_files(spec, set(FORMATS))
+        for f in files:
+            _format(f)
+        return FileSource(files, cfg, block_size, spec)
     if spec == EMBEDDED:
         return EmbeddedSource(embedded_file(), cfg, block_size)
     if spec == KONLPY:

@@ -61,3 +61,42 @@ def distinct_groups(shards: list[Path]) -> int:
     if not shards:
         return 0
     return int(_scan(shards).select(pl.col("group").n_unique()).collect(engine="streaming").item())
+
+
+def partial_counts(shards: list[Path]) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """What one worker of the Ray executor counts in ``shards``, to be merged by
+    `merge_partial_counts`: ``(token_id, count, doc_freq)`` of the ids that occur,
+    ``(eojeol, count)`` and the distinct groups. Every part is a sum or a set union, so
+    merging parts of disjoint shards gives exactly the counts of all of them."""
+    lf = _scan(shards)
+    counts = (lf.select(pl.col("token_ids").explode().alias("token_id"))
+              .drop_nulls().group_by("token_id").agg(pl.len().cast(pl.Int64).alias("count")))
+    dfreq = (lf.select(pl.col("token_ids").list.unique().explode().alias("token_id"))
+             .drop_nulls().group_by("token_id").agg(pl.len().cast(pl.Int64).alias("doc_freq")))
+    eoj = (lf.select(pl.col("text").str.extract_all(r"\S+").explode().alias("eojeol"))
+           .drop_nulls().group_by("eojeol").agg(pl.len().cast(pl.Int64).alias("count")))
+    groups = lf.select(pl.col("group").unique())
+    counts, dfreq, eoj, groups = pl.collect_all([counts, dfreq, eoj, groups], engine="streaming")
+    return counts.join(dfreq, on="token_id", how="left"), eoj, groups["group"].to_list()
+
+
+def merge_partial_counts(parts: list[tuple], vocab: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """``(token_counts, eojeol_counts, distinct groups)`` from `partial_counts` of disjoint
+    shard sets: the same tables `token_counts` and `eojeol_counts` give for all the shards."""
+    if not parts:
+        return token_counts([], vocab), eojeol_counts([]), 0
+    n = len(vocab)
+    ids = pl.DataFrame({"token_id": pl.Series(range(n), dtype=pl.Int32),
+                        "token": pl.Series(vocab, dtype=pl.String)})
+    tok = (pl.concat([p[0] for p in parts]).group_by("token_id")
+           .agg(pl.col("count").sum(), pl.col("doc_freq").sum()))
+    if tok.height and tok["token_id"].max() >= n:  # not the tokenizer that made them
+        raise ValueError(f"shards hold token ids >= vocab size {n}")
+    tc = (ids.join(tok, on="token_id", how="left")
+          .with_columns(pl.col("count").fill_null(0).cast(pl.Int64),
+                        pl.col("doc_freq").fill_null(0).cast(pl.Int64))
+          .sort("token_id"))
+    ec = (pl.concat([p[1] for p in parts]).group_by("eojeol")
+          .agg(pl.col("count").sum().cast(pl.Int64))
+          .sort(["count", "eojeol"], descending=[True, False]))
+    return tc, ec, len(set().union(*(p[2] for p in parts)))

@@ -89,7 +89,7 @@ def tokenize_set(source, tok, out_dir: Path, *, batch_docs: int, max_documents: 
 
     from .artifacts import write_parquet
     from .errors import InputError
-    from .shards import ShardWriter, _to_table
+    from .shards import ShardWriter, _to_table, ids_array
     from .sweep import pretokenize_heldout
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,11 +105,12 @@ def tokenize_set(source, tok, out_dir: Path, *, batch_docs: int, max_documents: 
         if rows:
             texts = [t for _, t in rows]
             encs = backend.encode_batch_fast(texts, add_special_tokens=False)
-            ids = pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
+            ids = ids_array(encs)
             cols = {"doc_id": [batch.ids[i] for i, _ in rows],
                     "group": [batch.groups[i] for i, _ in rows],
                     "source": [batch.sources[i] for i, _ in rows], "text": texts,
-                    "lang": [""] * len(rows), "ko_prob": np.full(len(rows), np.nan, np.float32)}
+                    "lang": [""] * len(rows), "ko_prob": np.full(len(rows), np.nan, np.float32),
+                    "lang_by": ["off"] * len(rows)}
             table = _to_table(cols, ids)
             writer.write(table)
             n_docs += table.num_rows

@@ -36,7 +36,8 @@ from .config import Config
 from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
-VERSIONS = {"tokenizer": 1, "tokenize": 1, "count": 1, "score": 1, "heldout": 1, "evalsets": 1,
+# tokenize 2: shards record which decided the language (lang_by); evalsets 2: same schema
+VERSIONS = {"tokenizer": 1, "tokenize": 2, "count": 1, "score": 1, "heldout": 1, "evalsets": 2,
             "select": 2, "sweep": 2, "prune": 3,  # prune 3: provenance lists the output's files
             "adapt": 1}
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "evalsets", "select"]
@@ -183,6 +184,10 @@ class Run:
 
         def work(tmp: Path) -> dict:
             self.say(f"[tokenize] corpus: {self.source.describe()}")
+            if self.cfg.execute.executor == "ray":
+                from .executor import tokenize_corpus as ray_tokenize_corpus
+
+                return ray_tokenize_corpus(self.source, tok, self.cfg, tmp, progress=self.progress)
             return tokenize_corpus(self.source, tok, self.cfg, tmp, progress=self.progress)
 
         return self._run("tokenize", work)
@@ -196,14 +201,18 @@ class Run:
         def work(tmp: Path) -> dict:
             shards = self.paths.train_shards()
             vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
-            tc = token_counts(shards, vocab)
+            if self.cfg.execute.executor == "ray":  # partial counts per shard, merged here
+                from .executor import count_shards
+
+                tc, ec, groups = count_shards(shards, vocab, self.cfg.execute)
+            else:
+                tc, ec, groups = token_counts(shards, vocab), eojeol_counts(shards), None
             write_parquet(tc, tmp / "token_counts.parquet")
-            ec = eojeol_counts(shards)
             write_parquet(ec, tmp / "eojeol_counts.parquet")
             used = int((tc["count"] > 0).sum())
             return {"vocab": {"used": used, "unused": len(tok) - used},
                     "eojeol_types": ec.height,
-                    "corpus": {"groups": distinct_groups(shards)},
+                    "corpus": {"groups": distinct_groups(shards) if groups is None else groups},
                     "heldout": {"groups": distinct_groups(self.paths.heldout_shards())}}
 
         self.tokenize()
@@ -221,6 +230,10 @@ class Run:
         elif is_gguf_spec(src):
             gguf_path(src)  # exists, one file
         self.source  # noqa: B018 - resolving checks paths, formats and the text column
+        if self.cfg.execute.executor == "ray":
+            from .executor import check_source
+
+            check_source(self.source)
         self.eval_sources  # noqa: B018 - the same for every [eval] set
         self.tokenizer_source_fp  # noqa: B018 - hashing checks the tokenizer path
         p = Path(src).expanduser()
@@ -241,12 +254,20 @@ class Run:
             df = score_tokens(tok, pl.read_parquet(self.paths.token_counts),
                               pl.read_parquet(self.paths.eojeol_counts),
                               kiwi_max_eojeol_types=self.cfg.score.kiwi_max_eojeol_types,
-                              say=self.say)
+                              say=self.say, align=self._kiwi_align())
             write_parquet(df, tmp / "token_scores.parquet")
             return score_metrics(df)
 
         d = self._run("score", work)
         return d
+
+    def _kiwi_align(self):
+        """Kiwi's boundary alignment as Ray tasks under the Ray executor; None: in-process."""
+        if self.cfg.execute.executor != "ray":
+            return None
+        from .executor import alignment_map
+
+        return alignment_map(self.cfg.execute)
 
     def heldout(self) -> Path:
         import polars as pl

@@ -104,14 +104,18 @@ def _kiwi_columns(df: pl.DataFrame) -> pl.DataFrame:
                "kiwi_valid_word": pl.Boolean})
 
 
-def _alignment(tok, eojeols: pl.DataFrame, max_types: int) -> pl.DataFrame:
+def _alignment(tok, eojeols: pl.DataFrame, max_types: int, align=None) -> pl.DataFrame:
     from .morph import boundary_alignment, hf_tokenize_fn
 
     top = eojeols.head(max_types)
     if not max_types or top.height == 0:
         return pl.DataFrame(schema={"token_id": pl.Int64, "kiwi_align_occurrences": pl.Int64,
                                     "kiwi_occurrences": pl.Int64})
-    per = boundary_alignment(top["eojeol"].to_list(), top["count"].to_list(), hf_tokenize_fn(tok))
+    if align is not None:  # e.g. `pipeline.executor.alignment_map`: the same table, elsewhere
+        per = align(top["eojeol"].to_list(), top["count"].to_list(), tok)
+    else:
+        per = boundary_alignment(top["eojeol"].to_list(), top["count"].to_list(),
+                                 hf_tokenize_fn(tok))
     return per.rename({"align_occurrences": "kiwi_align_occurrences",
                        "occurrences": "kiwi_occurrences"})
 
@@ -126,7 +130,8 @@ def _langid_columns(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def score_tokens(tok, counts: pl.DataFrame, eojeols: pl.DataFrame, *,
-                 kiwi_max_eojeol_types: int = 200_000, say=lambda m: None) -> pl.DataFrame:
+                 kiwi_max_eojeol_types: int = 200_000, say=lambda m: None,
+                 align=None) -> pl.DataFrame:
     """All features of every vocabulary id (see module docstring)."""
     from .tokenclass import classify_vocab
 
@@ -149,7 +154,8 @@ def score_tokens(tok, counts: pl.DataFrame, eojeols: pl.DataFrame, *,
     say("[score] Kiwi morpheme features")
     df = df.join(_kiwi_columns(df), on="token_id", how="left")
     say("[score] Kiwi boundary alignment on eojeol types")
-    df = df.join(_alignment(tok, eojeols, kiwi_max_eojeol_types), on="token_id", how="left")
+    df = df.join(_alignment(tok, eojeols, kiwi_max_eojeol_types, align), on="token_id",
+                 how="left")
     say("[score] fastText on decoded tokens")
     df = df.join(_langid_columns(df), on="token_id", how="left")
     df = df.with_columns(

@@ -4,10 +4,14 @@ One streaming pass over the corpus, memory bounded by one batch and one open sha
 whatever the corpus size. Per batch:
 
 1. NFC-normalize each document; skip empty ones.
-2. fastText (lid.176) tags each document; documents whose Korean probability is below
-   ``langid.min_korean_prob`` are dropped and counted, unless at least
-   ``langid.keep_hangul_share`` of their letters are Hangul (fastText is unreliable on very
-   short or jamo-only text such as ``ㅋㅋㅋ``). With ``min_korean_prob = 0`` fastText is not run.
+2. Language filter, script first: a document at least ``langid.keep_hangul_share`` of whose
+   characters are Hangul is kept without asking fastText (`script_decides`; the filter would
+   keep it whatever fastText said, so this only saves time). The others go to fastText
+   (lid.176); those whose Korean probability is below ``langid.min_korean_prob`` are dropped
+   and counted, unless at least ``keep_hangul_share`` of their letters are Hangul (fastText is
+   unreliable on very short or jamo-only text such as ``ㅋㅋㅋ``). The ``lang_by`` column
+   records which decided (``script`` / ``fasttext``; ``off`` with ``min_korean_prob = 0``, when
+   fastText is not run at all).
 3. The held-out split is decided by a salted hash of the document's *group*, never by row, so a
    group is entirely counted or entirely held out.
 4. Concurrency: per batch, fastText runs in a child process (`pipeline.langid_worker`) and
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,10 +55,60 @@ SCHEMA = pa.schema([
     ("n_eojeol", pa.int32()),
     ("lang", pa.string()),
     ("ko_prob", pa.float32()),
+    ("lang_by", pa.string()),
 ])
 
-HANGUL_RE = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}\x{A960}-\x{A97F}\x{D7B0}-\x{D7FF}]"
-LETTER_RE = r"\pL"
+# Hangul for the share-of-letters rescue; letters are what str.isalpha() calls letters (\pL)
+HANGUL_RE = re.compile("[\uAC00-\uD7A3\u1100-\u11FF\u3130-\u318F\uA960-\uA97F\uD7B0-\uD7FF]")
+
+
+LANG_BY = pa.array(["script", "fasttext", "off"])  # what decided a document's language
+
+
+def hangul_counts(arr: pa.StringArray) -> np.ndarray:
+    """Per string: how many of its characters are Hangul letters (syllables U+AC00-D7A3, jamo
+    U+1100-11FF, compatibility jamo U+3131-318E), read straight from the UTF-8 bytes.
+
+    Equal to ``pc.count_substring_regex(arr, HANGUL_LETTER_RE)`` (a property test checks it),
+    about 5x faster. Every character counted is a letter and matches `HANGUL_RE`.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    off = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0]:off[-1]]
+    off = off - off[0]
+    # 3-byte sequences led by E1..ED hold every Hangul letter; b1 narrows the block
+    cand = np.flatnonzero((data - np.uint8(0xE1)) <= np.uint8(0x0C))
+    b0, b1 = data[cand], data[cand + 1]
+    ok = ((b0 == 0xEB) | (b0 == 0xEC) | ((b0 == 0xEA) & (b1 >= 0xB0))    # U+AC00..
+          | ((b0 == 0xED) & (b1 < 0x9E))                                  # ..U+D77F
+          | ((b0 == 0xE1) & (b1 >= 0x84) & (b1 <= 0x87)))                 # U+1100..11FF
+    edge = (b0 == 0xED) & (b1 == 0x9E)                                    # U+D780..D7BF
+    ok[edge] = data[cand[edge] + 2] <= 0xA3                               # ..U+D7A3
+    compat = (b0 == 0xE3) & (b1 >= 0x84) & (b1 <= 0x86)                   # U+3100..31BF
+    if compat.any():
+        i = cand[compat]
+        low = ((data[i + 1].astype(np.int32) & 0x3F) << 6) | (data[i + 2] & 0x3F)
+        ok[compat] = (low >= 0x131) & (low <= 0x18E)                      # U+3131..318E
+    before = np.concatenate([[0], np.cumsum(ok, dtype=np.int64)])
+    return np.diff(before[np.searchsorted(cand, off)])
+
+
+def script_decides(arr: pa.StringArray, share: float) -> np.ndarray:
+    """Documents the language filter keeps on their script alone: at least ``share`` of their
+    characters (not only letters) are Hangul letters, and at least one is. `_korean_mask`
+    keeps every such document whatever fastText says (its Hangul share of *letters* is at
+    least as high), so fastText is not asked. ``share >= 1`` decides none (the rescue is off).
+    """
+    if share >= 1:
+        return np.zeros(len(arr), dtype=bool)
+    h = hangul_counts(arr)
+    return (h > 0) & (h >= share * pc.utf8_length(arr).to_numpy(zero_copy_only=False))
 
 
 def read_shards(paths: list[Path], columns: list[str]) -> pa.Table:
@@ -132,6 +187,7 @@ class ShardWriter:
 class _Stats:
     def __init__(self, n_examples: int):
         self.read = self.empty = self.dropped = self.kept_by_script = 0
+        self.decided_by_script = self.asked_fasttext = 0
         self.dropped_langs: dict[str, int] = {}
         self.examples: list[dict] = []
         self.n_examples = n_examples
@@ -141,45 +197,59 @@ class _Stats:
 
 def _normalize(batch: DocBatch, stats: _Stats) -> tuple[list[str], list[int]]:
     """NFC-normalize; skip blank documents. Returns the texts and their positions in the batch."""
-    texts, keep_idx = [], []
-    for i, t in enumerate(batch.texts):
-        t = unicodedata.normalize("NFC", t).lstrip("\ufeff")  # a byte-order mark is not text
-        if t.strip():
-            texts.append(t)
-            keep_idx.append(i)
+    nfc = unicodedata.normalize
+    texts = [nfc("NFC", t).lstrip("\ufeff") for t in batch.texts]  # a byte-order mark is not text
+    keep_idx = [i for i, t in enumerate(texts) if t and not t.isspace()]
+    if len(keep_idx) < len(texts):
+        texts = [texts[i] for i in keep_idx]
     stats.read += len(batch)
     stats.empty += len(batch) - len(texts)
     return texts, keep_idx
 
 
 def _korean_mask(texts: list[str], ko: np.ndarray, cfg, stats: _Stats) -> np.ndarray:
-    """Documents kept by the language filter: Korean probability, or the Hangul-share rescue."""
+    """Documents kept by the language filter among those fastText read: Korean probability, or
+    the Hangul-share rescue (share of letters)."""
     lc = cfg.langid
     keep = ko >= lc.min_korean_prob
     if not keep.all() and lc.keep_hangul_share < 1:
         doubt = np.flatnonzero(~keep)
-        arr = pa.array([texts[i] for i in doubt])
-        hangul = pc.count_substring_regex(arr, HANGUL_RE).to_numpy()
-        letters = pc.count_substring_regex(arr, LETTER_RE).to_numpy()
+        # few documents, short ones mostly: per-character Python beats compiling an RE2 \pL
+        # class per batch (~5 ms each)
+        hangul = np.array([len(HANGUL_RE.findall(texts[i])) for i in doubt.tolist()])
+        letters = np.array([sum(map(str.isalpha, texts[i])) for i in doubt.tolist()])
         ok = (letters > 0) & (hangul >= lc.keep_hangul_share * letters)
         stats.kept_by_script += int(ok.sum())
         keep[doubt[ok]] = True
     return keep
 
 
-def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], lang_result, cfg,
-                 stats: _Stats):
+def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], by_script, lang_result,
+                 cfg, stats: _Stats, text_arr: pa.StringArray | None = None):
     """Apply the language filter and the held-out split to one normalized batch.
 
-    Returns ``(cols, heldout, sel)``: the kept documents' columns, their held-out flags and
-    their positions among ``texts``; or None when the filter drops every document.
+    ``by_script`` is `script_decides` of ``texts`` (None: the filter is off) and
+    ``lang_result`` fastText's `langid.classify` of the other texts, in order; ``text_arr``
+    (optional) is ``texts`` as an Arrow array.
+    Returns ``(cols, keep, heldout)``: the columns of every text, the filter's decision and
+    the held-out flag of each; or None when the filter drops every document.
     """
-    if lang_result is None:  # filter off
-        langs, ko = [""] * len(texts), np.full(len(texts), np.nan, dtype=np.float32)
-        keep = np.ones(len(texts), dtype=bool)
+    n = len(texts)
+    langs, ko = [""] * n, np.full(n, np.nan, dtype=np.float32)
+    if by_script is None:  # filter off
+        keep, lang_by = np.ones(n, dtype=bool), np.full(n, 2, dtype=np.int8)
     else:
-        langs, _, ko = lang_result
-        keep = _korean_mask(texts, ko, cfg, stats)
+        keep, lang_by = by_script.copy(), (~by_script).astype(np.int8)
+        stats.kept_by_script += int(by_script.sum())
+        stats.decided_by_script += int(by_script.sum())
+        asked = np.flatnonzero(~by_script)
+        stats.asked_fasttext += len(asked)
+        if len(asked):
+            sub_langs, _, sub_ko = lang_result
+            for j, lang in zip(asked.tolist(), sub_langs):
+                langs[j] = lang
+            ko[asked] = sub_ko
+            keep[asked] = _korean_mask([texts[j] for j in asked.tolist()], sub_ko, cfg, stats)
     drop = np.flatnonzero(~keep)
     for j in drop.tolist():
         i = keep_idx[j]
@@ -189,16 +259,22 @@ def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], lang_re
             stats.examples.append({"doc_id": batch.ids[i], "source": batch.sources[i],
                                    "lang": langs[j], "ko_prob": round(float(ko[j]), 4),
                                    "text": texts[j][:300]})
-    if len(drop) == len(texts):
+    if len(drop) == n:
         return None
-    sel = np.flatnonzero(keep).tolist()        # positions among the non-empty texts
-    rows = [keep_idx[j] for j in sel]          # positions in the batch
-    cols = {"doc_id": [batch.ids[i] for i in rows], "group": [batch.groups[i] for i in rows],
-            "source": [batch.sources[i] for i in rows], "text": [texts[j] for j in sel],
-            "lang": [langs[j] for j in sel], "ko_prob": ko[sel]}
-    heldout = np.fromiter((is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction)
-                           for g in cols["group"]), dtype=bool, count=len(sel))
-    return cols, heldout, sel
+    whole = len(keep_idx) == len(batch)  # no blank document: batch rows are texts' rows
+    pick = (lambda xs: xs) if whole else (lambda xs: [xs[i] for i in keep_idx])  # noqa: E731
+    groups = pa.array(pick(batch.groups), pa.string())
+    cols = {"doc_id": pick(batch.ids), "group": groups, "source": pick(batch.sources),
+            "text": texts if text_arr is None else text_arr, "lang": langs, "ko_prob": ko,
+            "lang_by": pa.DictionaryArray.from_arrays(pa.array(lang_by), LANG_BY).cast(
+                pa.string())}
+    # the split per distinct group of the batch, spread back over its documents
+    codes = groups.dictionary_encode()
+    held_group = np.fromiter((is_heldout(g, cfg.heldout.salt, cfg.heldout.fraction)
+                              for g in codes.dictionary.to_pylist()), dtype=bool,
+                             count=len(codes.dictionary))
+    heldout = held_group[codes.indices.to_numpy(zero_copy_only=False)]
+    return cols, keep, heldout
 
 
 def _encode(tok, texts: list[str], source: str = "") -> pa.ListArray:
@@ -210,19 +286,35 @@ def _encode(tok, texts: list[str], source: str = "") -> pa.ListArray:
             f"{' '.join(str(e).split())[:300]}). The tokenizer is broken or incomplete (e.g. its "
             "unknown token is missing from the vocabulary): repair it or pass another "
             "--tokenizer.") from e
-    return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
+    return ids_array(encs)
+
+
+def ids_array(encs: list) -> pa.ListArray:
+    """The encodings' ids as one Arrow list<int32> array: Rust concatenates them
+    (`Encoding.merge`) and Python builds one flat list, not one list per document."""
+    from tokenizers import Encoding
+
+    lens = np.fromiter(map(len, encs), dtype=np.int32, count=len(encs))
+    offsets = np.zeros(len(encs) + 1, dtype=np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    flat = Encoding.merge(encs, growing_offsets=False).ids if len(encs) else []
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
+
+
+def _strings(values) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
 
 
 def _to_table(cols: dict, ids: pa.ListArray) -> pa.Table:
-    text = pa.array(cols["text"], type=pa.string())
+    """One shard table from a batch's columns (lists or Arrow arrays) and token ids."""
+    text = _strings(cols["text"])
     n_eojeol = pc.list_value_length(pc.utf8_split_whitespace(text)).cast(pa.int32())
     return pa.Table.from_arrays([
-        pa.array(cols["doc_id"], pa.string()), pa.array(cols["group"], pa.string()),
-        pa.array(cols["source"], pa.string()), text, ids,
+        _strings(cols["doc_id"]), _strings(cols["group"]), _strings(cols["source"]), text, ids,
         pc.list_value_length(ids).cast(pa.int32()),
         pc.binary_length(text).cast(pa.int32()), pc.utf8_length(text).cast(pa.int32()),
-        n_eojeol, pa.array(cols["lang"], pa.string()),
-        pa.array(np.asarray(cols["ko_prob"], dtype=np.float32)),
+        n_eojeol, _strings(cols["lang"]), pa.array(np.asarray(cols["ko_prob"], dtype=np.float32)),
+        _strings(cols["lang_by"]),
     ], schema=SCHEMA)
 
 
@@ -232,6 +324,56 @@ def _account(stats: _Stats, split: str, table: pa.Table) -> None:
     for k, col in (("bytes", "n_bytes"), ("chars", "n_chars"), ("eojeol", "n_eojeol"),
                    ("tokens", "n_tokens")):
         s[k] += int(pc.sum(table.column(col)).as_py() or 0)
+
+
+def shard_table(batch: DocBatch, texts: list[str], keep_idx: list[int], by_script,
+                lang_result, ids: pa.ListArray, cfg, stats: _Stats, check: bool = True):
+    """One normalized, language-tagged and tokenized batch -> its shard rows.
+
+    ``texts``/``keep_idx`` come from `_normalize`, ``by_script`` from `script_decides` (None:
+    filter off), ``lang_result`` from `langid.classify` of the texts it leaves in doubt,
+    ``ids`` from `_encode` of ``texts``. Returns ``(table, heldout, sel)``:
+    the kept documents as a `SCHEMA` table, their held-out flags and their positions among
+    ``texts``; or None when the filter drops every document. Pure apart from ``stats``.
+    ``check=False`` skips the all-zero-tokens check (`check_tokens`), for a caller that runs
+    it on other batch boundaries (`pipeline.executor`). (`tokenize_corpus` files the whole
+    batch's table with the ``keep`` mask instead, saving a copy.)
+    """
+    picked = _select_rows(batch, texts, keep_idx, by_script, lang_result, cfg, stats)
+    if picked is None:
+        return None
+    cols, keep, heldout = picked
+    table = _to_table(cols, ids)
+    if not keep.all():
+        table, heldout = table.filter(pa.array(keep)), heldout[keep]
+    if check:
+        check_tokens(table, cfg)
+    return table, heldout, np.flatnonzero(keep).tolist()
+
+
+def check_tokens(table: pa.Table, cfg, keep: np.ndarray | None = None) -> None:
+    """A batch whose every (kept) document got 0 tokens means a tokenizer that drops text."""
+    rows = np.arange(table.num_rows) if keep is None else np.flatnonzero(keep)
+    if len(rows) and not table.column("n_tokens").to_numpy()[rows].any():
+        first = int(rows[0])
+        raise InputError(
+            f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {len(rows)} "
+            f"non-empty documents of a batch (e.g. document {table['doc_id'][first].as_py()!r}: "
+            f"{table['text'][first].as_py()[:60]!r}); it drops the text instead of encoding it "
+            "(no matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
+            "that covers Korean text.")
+
+
+def write_splits(writers: dict, stats: _Stats, table: pa.Table, heldout: np.ndarray,
+                 keep: np.ndarray | None = None) -> None:
+    """File one batch's shard rows (those in ``keep``; all by default) into the train and
+    held-out `ShardWriter`s, in order."""
+    keep = np.ones(table.num_rows, dtype=bool) if keep is None else keep
+    for split, mask in (("train", keep & ~heldout), ("heldout", keep & heldout)):
+        part = table.filter(pa.array(mask)) if not mask.all() else table
+        if part.num_rows:
+            writers[split].write(part)
+            _account(stats, split, part)
 
 
 def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = True) -> dict:
@@ -248,35 +390,24 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
     limit_docs, limit_bytes = cfg.corpus.max_documents, cfg.corpus.max_bytes
     bar = tqdm(desc="tokenize", unit="doc", disable=not progress, mininterval=1.0)
 
-    def flush(batch, texts, keep_idx, lfut, efut) -> None:
-        picked = _select_rows(batch, texts, keep_idx, lfut.result() if lfut else None, cfg, stats)
+    def flush(batch, texts, text_arr, keep_idx, by_script, lfut, efut) -> None:
+        picked = _select_rows(batch, texts, keep_idx, by_script,
+                              lfut.result() if lfut else None, cfg, stats, text_arr)
         ids = efut.result()
         if picked is None:
             return
-        cols, heldout, sel = picked
-        if len(sel) < len(texts):
-            ids = ids.take(pa.array(sel, type=pa.int64()))
-        table = _to_table(cols, ids)
-        if table.num_rows and not pc.max(table.column("n_tokens")).as_py():
-            raise InputError(
-                f"Tokenizer `{cfg.tokenizer.source}` produced 0 tokens for all {table.num_rows} "
-                f"non-empty documents of a batch (e.g. document {cols['doc_id'][0]!r}: "
-                f"{cols['text'][0][:60]!r}); it drops the text instead of encoding it (no "
-                "matching vocabulary, no byte fallback or unknown token). Pass a tokenizer "
-                "that covers Korean text.")
-        for split, mask in (("train", ~heldout), ("heldout", heldout)):
-            part = table.filter(pa.array(mask)) if not mask.all() else table
-            if part.num_rows:
-                writers[split].write(part)
-                _account(stats, split, part)
-        bar.update(table.num_rows)
+        cols, keep, heldout = picked
+        table = _to_table(cols, ids)  # every text of the batch; each split filters it once
+        check_tokens(table, cfg, keep)
+        write_splits(writers, stats, table, heldout, keep)
+        bar.update(int(keep.sum()))
 
-    # Per batch, fastText runs in a child process and the tokenizer in a worker thread (Rust,
-    # GIL released), both while the main thread files the previous batch into shards. Every
-    # non-blank document is tokenized; the filter drops rows afterwards (few are dropped).
+    # Per batch, fastText (on the documents the script leaves in doubt) runs in a child process
+    # and the tokenizer in a worker thread (Rust, GIL released), both while the main thread
+    # files the previous batch into shards. Every non-blank document is tokenized; the filter
+    # drops rows afterwards (few are dropped).
     lc = cfg.langid
-    lang_pool = (LangidWorker(max_chars=lc.max_chars, model_path=lc.model_path or None)
-                 if lc.min_korean_prob > 0 else None)
+    lang_pool = None  # started at the first document the script leaves in doubt
     pending = None
     seen_bytes = 0
     try:
@@ -286,11 +417,20 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                     batch = _head(batch, limit_docs - stats.read)
                 texts, keep_idx = _normalize(batch, stats)
                 if texts:
-                    lfut = lang_pool.submit(texts) if lang_pool is not None else None
                     efut = enc_pool.submit(_encode, backend, texts, cfg.tokenizer.source)
+                    by_script = lfut = None
+                    text_arr = pa.array(texts, type=pa.string())
+                    if lc.min_korean_prob > 0:
+                        by_script = script_decides(text_arr, lc.keep_hangul_share)
+                        if not by_script.all():
+                            if lang_pool is None:
+                                lang_pool = LangidWorker(max_chars=lc.max_chars,
+                                                         model_path=lc.model_path or None)
+                            lfut = lang_pool.submit([t for t, s in zip(texts, by_script)
+                                                     if not s])
                     if pending is not None:
                         flush(*pending)
-                    pending = (batch, texts, keep_idx, lfut, efut)
+                    pending = (batch, texts, text_arr, keep_idx, by_script, lfut, efut)
                     seen_bytes += sum(len(t.encode()) for t in texts) if limit_bytes else 0
                 if (limit_docs and stats.read >= limit_docs) or (limit_bytes and seen_bytes >= limit_bytes):
                     break
@@ -343,6 +483,8 @@ def _metrics(stats: _Stats, vocab_size: int) -> dict:
             "empty_skipped": stats.empty,
             "dropped_non_korean": stats.dropped,
             "kept_by_hangul_share": stats.kept_by_script,
+            "language_decided_by": {"script": stats.decided_by_script,
+                                    "fasttext": stats.asked_fasttext},
             "dropped_languages": dict(sorted(stats.dropped_langs.items())),
             "dropped_examples": stats.examples,
             "documents": tr["documents"],

@@ -279,3 +279,6 @@ def test_report_coverage_section_matches_the_stage_metrics(cov_run, tekken_dir):
     # one sweep curve per evaluation set, one coverage curve per split
     assert html.count("(evaluation set)") >= 2 * 2
     assert all(f">{n}<" in html or f"{n}:" in html for n in rows)
+    # the [sweep] rules point (keep_ksx1001 flipped) is marked on the sweep charts
+    flip = next(r for r in m["report"]["curves"]["points"] if r.get("flipped"))
+    assert html.count(f"{flip['flipped']}: {flip['vocab_size']:,}") == 2

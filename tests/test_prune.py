@@ -202,7 +202,13 @@ def test_rerun_is_a_noop(default_run, tekken_dir, capsys):
               if f.is_file() and f.name not in ("run.log", ".lock")}
     capsys.readouterr()
     assert cli(default_run, *default_args(tekken_dir)) == 0
-    assert "[prune] up to date, skipped" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "[prune] up to date, skipped" in out.err
+    # the summary quotes each evaluated set's bits per byte from metrics.json
+    m = metrics(default_run)["model_eval"]
+    for name in ("heldout", "tech"):
+        b = m[name]["bits_per_byte"]
+        assert f"bits per byte on {name}: {b['before']:.4f} original -> {b['after']:.4f}" in out.out
     after = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in root.rglob("*")
              if f.is_file() and f.name not in ("run.log", ".lock")}
     assert after == before
@@ -252,7 +258,8 @@ def test_model_directory_analyzed_with_its_own_tokenizer(tmp_path, tekken):
 
     src = save_demo_model(tekken, tmp_path / "demo-src", seed=1, hidden_size=32, num_layers=1)
     before = dir_hashes(src)
-    assert cli(tmp_path, "--tokenizer", str(src), "--model", str(src)) == 0
+    assert cli(tmp_path, "--config", "configs/demo.toml", "--tokenizer", str(src),
+               "--model", str(src)) == 0
     assert dir_hashes(src) == before, "the source model directory must never be written"
     m = metrics(tmp_path)
     assert m["verify"]["passed"] and m["logits"]["max_abs_diff"] <= TOL
@@ -268,7 +275,8 @@ def test_real_architecture_with_extra_embedding_rows(tmp_path, qwen_dir, tekken)
     tokenizer next to a qwen2 config.json as a Qwen2Tokenizer, which rebuilds Tekken's vocabulary
     with Qwen's pre-tokenizer: so the run must analyze the directory's own tokenizer.)"""
     before = dir_hashes(qwen_dir)
-    assert cli(tmp_path, "--tokenizer", str(qwen_dir), "--model", str(qwen_dir)) == 0
+    assert cli(tmp_path, "--config", "configs/demo.toml", "--tokenizer", str(qwen_dir),
+               "--model", str(qwen_dir)) == 0
     assert dir_hashes(qwen_dir) == before
     analyzed = tmp_path
     d = model_dir(analyzed)

@@ -137,6 +137,10 @@ def _curve(c: dict, key: str, title: str, y: svg.Axis, hline, sets=()) -> str:
     ch = c["chosen"]
     marks = ([svg.Mark(ch["vocab_size"], ch[key], f"chosen: {ch['vocab_size']:,}")]
              if ch.get(key) is not None else [])
+    for r in c["points"]:  # [sweep] rules: the chosen thresholds with one rule flipped
+        if r.get("flipped") and r["series"] not in ("min_count", "target_vocab_size",
+                                                    "top_latin", "chosen") and r.get(key) is not None:
+            marks.append(svg.Mark(r["vocab_size"], r[key], f"{r['flipped']}: {r['vocab_size']:,}"))
     return svg.line_chart(series, svg.Axis("vocabulary size (tokens kept)"), y, title=title,
                           marks=marks, hline=hline)
 
