@@ -1,7 +1,11 @@
 """`make bench`: every speed and memory figure the README quotes, measured on this machine.
 
-Writes BENCHMARKS.md (figures + machine) and bench/results.json. Takes ~25-35 minutes on 2
-cores (the analyze contenders run 3 alternating rounds; medians are reported).
+Writes BENCHMARKS.md (figures + machine) and bench/results.json. Takes ~45-60 minutes on 2
+cores (the analyze contenders run 3 alternating rounds for Tekken and for the Gemma 3 tokenizer;
+medians are reported; then the model, Gemma default-job and Ray 1-vs-2-worker benchmarks).
+``--only-analyze``, ``--only-gemma`` and ``--only-ray`` rerun one part and keep the others'
+figures from bench/results.json. The adapt figures (bench/adapt_bench.py, measured by hand)
+are kept from bench/adapt_results.json.
 ``python -m bench --quick`` is a smoke run (the first 20,000 NSMC reviews, a 2x corpus, a small
 model shape): it prints its figures and writes bench/out/quick.json, never BENCHMARKS.md or
 bench/results.json, whose figures the README quotes.
@@ -162,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only-ray", action="store_true",
                    help="only the Ray executor on 1 and 2 local workers (a NSMC subset); other "
                         "figures are kept from bench/results.json")
+    p.add_argument("--only-analyze", action="store_true",
+                   help="only the analyze throughput and memory benchmark; other figures are kept "
+                        "from bench/results.json")
     p.add_argument("--ray-docs", type=int, default=100_000,
                    help="NSMC reviews for --only-ray (default 100,000)")
     args = p.parse_args(argv)
@@ -182,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_gemma:
         res = json.loads((ROOT / "bench" / "results.json").read_text())
         res["machine"] = machine()
+    elif args.only_analyze:
+        res = json.loads((ROOT / "bench" / "results.json").read_text())
+        res["machine"] = machine()
+        res["analyze"] = analyze_bench.run(10)
+        (ROOT / "bench" / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        (ROOT / "BENCHMARKS.md").write_text(render(res))
+        print(render(res).split("## Model")[0])
+        return 0
     else:
         with tempfile.TemporaryDirectory(prefix="bench-") as td:
             corpus = analyze_bench.NSMC
@@ -196,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import gemma_bench
 
         res["gemma"] = gemma_bench.default_job()
+    if not args.quick:
+        from bench import ray_bench
+
+        res["ray"] = ray_bench.run(args.ray_docs)
     text = render(res)
     if args.quick:
         (ROOT / "bench" / "out").mkdir(exist_ok=True)
