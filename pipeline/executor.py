@@ -486,15 +486,11 @@ def tokenize_corpus(source, tok, cfg, out_dir: Path, progress: bool = True) -> d
     import ray
     from tqdm.auto import tqdm
 
-    from .shards import ShardWriter, _check_nonempty, _metrics, _Stats
+    from .shards import _check_nonempty, _metrics, _Stats, open_writers
 
     units = plan_units(source)
     session(cfg.execute)
-    shard_dir = out_dir / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    tc = cfg.tokenize
-    writers = {s: ShardWriter(shard_dir, s, tc.shard_docs, tc.shard_bytes)
-               for s in ("train", "heldout")}
+    writers = open_writers(out_dir, cfg)
     stats = _Stats(cfg.langid.examples)
     bar = tqdm(desc="tokenize (ray)", unit="doc", disable=not progress, mininterval=1.0)
     refiler = _Refiler(writers, stats, cfg, bar)

@@ -376,15 +376,21 @@ def write_splits(writers: dict, stats: _Stats, table: pa.Table, heldout: np.ndar
             _account(stats, split, part)
 
 
+def open_writers(out_dir: Path, cfg) -> dict[str, ShardWriter]:
+    """The train and held-out shard writers of a tokenize stage writing into ``out_dir``."""
+    shard_dir = out_dir / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    tc = cfg.tokenize
+    return {s: ShardWriter(shard_dir, s, tc.shard_docs, tc.shard_bytes)
+            for s in ("train", "heldout")}
+
+
 def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = True) -> dict:
     """Run the whole stage into ``out_dir``; return its metrics. See module docstring."""
     from tqdm.auto import tqdm
 
-    shard_dir = out_dir / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
     tc = cfg.tokenize
-    writers = {s: ShardWriter(shard_dir, s, tc.shard_docs, tc.shard_bytes)
-               for s in ("train", "heldout")}
+    writers = open_writers(out_dir, cfg)
     stats = _Stats(cfg.langid.examples)
     backend = tok.backend_tokenizer
     limit_docs, limit_bytes = cfg.corpus.max_documents, cfg.corpus.max_bytes
