@@ -317,9 +317,9 @@ def process_unit(item: dict, *, source, cfg, tok_ref) -> dict:
             if cfg.corpus.max_bytes:
                 nbytes[ki] = [len(t.encode()) for t in texts]
             by_script = lres = None
+            text_arr = pa.array(texts, type=pa.string())
             if lc.min_korean_prob > 0:  # the local executor's language filter, in sequence
-                by_script = script_decides(pa.array(texts, type=pa.string()),
-                                           lc.keep_hangul_share)
+                by_script = script_decides(text_arr, lc.keep_hangul_share)
                 asked = np.flatnonzero(~by_script)
                 if len(asked):
                     lres = langid.classify([texts[j] for j in asked.tolist()],
@@ -330,7 +330,7 @@ def process_unit(item: dict, *, source, cfg, tok_ref) -> dict:
                     ko[ki[asked]] = lres[2]
             picked = shard_table(chunk, texts, keep_idx, by_script, lres,
                                  _encode(backend, texts, cfg.tokenizer.source), cfg, scratch,
-                                 check=False)
+                                 check=False, text_arr=text_arr)
             if picked is not None:
                 table, heldout, sel = picked
                 sel = np.asarray(sel, dtype=np.int64)
