@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -336,8 +335,20 @@ def _fertility(ptok, etok, texts: list[str], eojeol: int, orig_ids) -> dict:
 
 
 def remove_checkpoint(run) -> None:
-    """Drop the training checkpoint once the stage is complete."""
-    shutil.rmtree(checkpoint_dir(run), ignore_errors=True)
+    """Drop the training checkpoint once the stage is complete: the files `pipeline.train`
+    writes there (its state and a temp file of a killed save), then the folder if it is empty;
+    anything else in it is left alone."""
+    from .train import CHECKPOINT
+
+    d = checkpoint_dir(run)
+    if not d.is_dir():
+        return
+    for f in [d / CHECKPOINT, *d.glob(f".{CHECKPOINT}.tmp-*")]:
+        f.unlink(missing_ok=True)
+    try:
+        d.rmdir()
+    except OSError:  # not empty: files we did not write stay
+        pass
 
 
 def summary_lines(m: dict) -> list[str]:

@@ -433,10 +433,14 @@ def test_interrupted_stage_resumes_to_the_same_model(adapted, demo_pruned_run, t
     monkeypatch.setattr(train_mod, "_save", save_then_die)
     assert cli(tmp_path, *args, command="adapt") == 130
     assert not (paths(tmp_path).root / "adapt").exists()
-    assert (paths(tmp_path).root / "adapt-checkpoint" / "state.pt").is_file()
+    ckpt = paths(tmp_path).root / "adapt-checkpoint"
+    assert (ckpt / "state.pt").is_file()
+    (ckpt / "notes.txt").write_text("mine")  # a file the tool did not write
     monkeypatch.setattr(train_mod, "_save", save)
     assert cli(tmp_path, *args, command="adapt") == 0
     assert metrics(tmp_path)["adapt"]["train"]["resumed_from"] == 4
+    # the checkpoint is dropped, the user's file is not
+    assert not (ckpt / "state.pt").exists() and (ckpt / "notes.txt").read_text() == "mine"
     ref = paths(adapted[0]).stage("adapt") / "model" / "model.safetensors"
     got = paths(tmp_path).stage("adapt") / "model" / "model.safetensors"
     assert got.read_bytes() == ref.read_bytes()
