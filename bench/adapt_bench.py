@@ -30,6 +30,8 @@ def run_adapt(art: Path, args: argparse.Namespace) -> dict:
             "adapt.eval_every": args.eval_every, "adapt.checkpoint_every": args.eval_every,
             "adapt.seq_len": args.seq_len, "adapt.batch_size": args.batch_size,
             "adapt.lr": args.lr, "corpus.max_documents": args.max_documents}
+    if args.train_rows != "all":  # the key is new: older runs in RESULTS trained every row
+        sets["adapt.train_rows"] = f'"{args.train_rows}"'
     cmd = [sys.executable, "-m", "pipeline", "adapt", "--no-progress", "--config",
            args.config, "--set", f'artifacts_dir="{art / "artifacts"}"',
            "--set", f'reports_dir="{art / "reports"}"']
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-documents", type=int, default=0)
+    p.add_argument("--train-rows", choices=("all", "new"), default="all")
     args = p.parse_args(argv)
     from bench.__main__ import machine
 

@@ -14,7 +14,8 @@ What it does, for ``python -m pipeline adapt`` (after ``prune``, inside
    (with the original tokenizer), the pruned model, the extended model at initialisation,
    and, after step 4, the trained one; and tokens per eojeol of the original, pruned and
    extended tokenizers on every document of each set.
-4. Recovery training (`pipeline.train`) on the train shards, re-tokenized with the extended
+4. Recovery training (`pipeline.train`; ``[adapt] train_rows = "new"``: only the new tokens'
+   rows, the kept ones stay bit-identical) on the train shards, re-tokenized with the extended
    tokenizer, each document after BOS, packed into ``[adapt] seq_len`` sequences that start
    with BOS (BOS is never a target). Checkpoints go to
    ``artifacts/<run>/adapt-checkpoint/`` (outside the temporary stage directory, so a killed
@@ -103,7 +104,7 @@ def adapt_stage(run, tmp: Path) -> dict:
     extend_model(model, n_old, pieces, run.cfg.prune.pad_to_multiple_of or None)
     n_new = n_old + len(pieces)
     ev.measure(bpb, "extended", model, etok, device, n_new)
-    st = _recover(run, model, etok, ev, n_new, device)
+    st = _recover(run, model, etok, ev, n_new, device, n_old)
     dtype = _checkpoint_dtype(pdir)
     _round_vocab_rows(model, dtype)  # measure what the saved checkpoint holds
     ev.measure(bpb, "trained", model, etok, device, n_new)
@@ -121,7 +122,7 @@ def adapt_stage(run, tmp: Path) -> dict:
                   "model_rows": int(model.get_input_embeddings().weight.shape[0])},
         "tokens_per_eojeol": {name: _fertility(ptok, etok, *s) for name, s in sets.items()},
         "bits_per_byte": {name: {**v, **ev.sizes[name]} for name, v in bpb.items()},
-        "train": _train_figures(st, device),
+        "train": _train_figures(st, device, ac.train_rows),
         "frozen": frozen, "roundtrip": rt,
         "seconds": round(time.time() - t0, 1),
         "model_dir": str(run.paths.stage("adapt") / MODEL_SUBDIR)}}
@@ -209,7 +210,7 @@ class _EvalTexts:
 # Training
 
 
-def _recover(run, model, etok, ev: _EvalTexts, n_rows: int, device: str):
+def _recover(run, model, etok, ev: _EvalTexts, n_rows: int, device: str, n_old: int):
     from .train import pack, train
 
     ac = run.cfg.adapt
@@ -220,7 +221,13 @@ def _recover(run, model, etok, ev: _EvalTexts, n_rows: int, device: str):
     return train(model, seqs, ac, real_rows=n_rows,
                  evaluate=lambda m: ev.bpb(m, etok, HELDOUT, n_rows), ckpt=ckpt,
                  key=run.fp("adapt"), device=device, say=run.say,
-                 ignore_id=etok.bos_token_id)
+                 ignore_id=etok.bos_token_id,
+                 frozen_rows=frozen_rows(ac, n_old))
+
+
+def frozen_rows(ac, n_old: int) -> int:
+    """Vocabulary rows that must not train: the kept vocabulary's with ``train_rows = "new"``."""
+    return n_old if ac.train_rows == "new" else 0
 
 
 def _train_docs(run, tok, batch: int = 256):
@@ -241,10 +248,10 @@ def _encode(tok, texts, bos):
         yield bos + e.ids
 
 
-def _train_figures(st, device: str) -> dict:
+def _train_figures(st, device: str, rows: str = "all") -> dict:
     return {"steps": st.step, "tokens": st.tokens, "seconds": round(st.seconds, 1),
             "stopped": st.stopped, "best_step": st.best_step, "best_bpb": st.best_bpb,
-            "resumed_from": st.resumed_from, "device": device,
+            "resumed_from": st.resumed_from, "device": device, "rows": rows,
             "loss_curve": [{"step": s, "tokens": t, "loss": loss, "lr": lr}
                            for s, t, loss, lr in st.curve],
             "evals": [{"step": s, "bits_per_byte": b} for s, b in st.evals]}

@@ -146,14 +146,17 @@ class TrainState:
 def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
           ckpt: Path | None, key: str, device: str = "cpu", say=lambda m: None,
           on_step: Callable[[int], None] | None = None,
-          ignore_id: int | None = None) -> TrainState:
+          ignore_id: int | None = None, frozen_rows: int = 0) -> TrainState:
     """Train ``model`` in place (module docstring); return what happened.
 
     ``seqs``: packed sequences; ``real_rows``: logits past it are padding; ``evaluate(model)``:
     held-out bits per byte; ``ckpt``: checkpoint folder (None: none); ``key``: what the
     checkpoint must have been written for (the stage fingerprint); ``on_step(step)`` is
     called after every optimizer step (tests interrupt a run with it); ``ignore_id``: a token
-    never predicted (BOS, which only separates packed documents).
+    never predicted (BOS, which only separates packed documents); ``frozen_rows``: the first
+    rows of every vocabulary parameter that must not change (``[adapt] train_rows = "new"``:
+    the kept vocabulary): their gradients are zeroed before clipping and their values are
+    restored after each optimizer step (weight decay would move them otherwise).
     """
     import torch
 
@@ -166,6 +169,7 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
     model.to(device)
     model.eval()
     params = freeze_all_but_vocab(model)
+    keep = [p.detach()[:frozen_rows].clone() for p in params] if frozen_rows else None
     opt = torch.optim.AdamW(params, lr=ac.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=ac.weight_decay)
     per_step = ac.batch_size * ac.grad_accum
@@ -183,7 +187,8 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
             st.stopped = "wall-clock budget"
             break
         lr = lr_at(progress(st.step, total, time.time() - t0, ac), ac)
-        loss = _step(model, opt, params, seqs, st.step, ac, real_rows, device, lr, ignore_id)
+        loss = _step(model, opt, params, seqs, st.step, ac, real_rows, device, lr, ignore_id,
+                     keep)
         st.step += 1
         st.tokens += per_step * ac.seq_len
         st.curve.append([st.step, st.tokens, round(loss, 6), lr])
@@ -208,7 +213,7 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
 
 
 def _step(model, opt, params, seqs, step: int, ac, real_rows: int, device: str,
-          lr: float, ignore_id: int | None = None) -> float:
+          lr: float, ignore_id: int | None = None, keep: list | None = None) -> float:
     import torch
 
     total_loss = 0.0
@@ -222,11 +227,18 @@ def _step(model, opt, params, seqs, step: int, ac, real_rows: int, device: str,
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), target, ignore_index=-100)
         (loss / ac.grad_accum).backward()
         total_loss += float(loss.detach()) / ac.grad_accum
+    if keep is not None:  # frozen rows: no gradient (nor a share of the clipping norm)
+        for p, k in zip(params, keep):
+            p.grad[:len(k)] = 0
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     for g in opt.param_groups:
         g["lr"] = lr
     opt.step()
     opt.zero_grad(set_to_none=True)
+    if keep is not None:  # and no weight decay
+        with torch.no_grad():
+            for p, k in zip(params, keep):
+                p[:len(k)] = k
     return total_loss
 
 

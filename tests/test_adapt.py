@@ -275,6 +275,27 @@ def test_training_changes_only_embeddings_and_head(extended, train_data, arch, t
     assert all(not p.requires_grad for p in model.parameters())
 
 
+def test_train_rows_new_leaves_the_kept_rows_bit_identical(extended, train_data):
+    from pipeline.adapt import frozen_rows
+
+    ext, seqs, held = train_data
+    tok = extended["sentencepiece"][0]
+    n_old = len(tok)
+    ac = _settings(train_rows="new", weight_decay=0.1)  # decay would move every row
+    assert frozen_rows(ac, n_old) == n_old and frozen_rows(_settings(), n_old) == 0
+    runs = {}
+    for frozen in (n_old, 0):  # 0: the negative control, every row trains
+        model = _fresh(extended, "gemma3_text", True)
+        before = model.get_input_embeddings().weight.detach().clone()
+        train(model, seqs, ac, real_rows=len(ext), evaluate=_eval(held), ckpt=None, key="k",
+              frozen_rows=frozen)
+        after = model.get_input_embeddings().weight.detach()
+        runs[frozen] = (torch.equal(after[:n_old], before[:n_old]),
+                        torch.equal(after[n_old:len(ext)], before[n_old:len(ext)]))
+    assert runs[n_old] == (True, False)   # kept rows unchanged, new rows trained
+    assert runs[0] == (False, False)
+
+
 def test_loss_decreases_on_a_fixed_batch(extended, train_data):
     ext, seqs, held = train_data
     model = _fresh(extended, "qwen2", False)

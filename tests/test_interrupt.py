@@ -27,7 +27,7 @@ def _cmd(tmp: Path, corpus: Path, tok_dir: Path, root: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", "prune", "--no-progress", "--run", "k",
             "--corpus", str(corpus), "--tokenizer", str(tok_dir), "--model", "demo",
             "--set", f'artifacts_dir="{tmp / root}"', "--set", f'reports_dir="{tmp / (root + "_r")}"',
-            "--set", "score.kiwi_max_eojeol_types=5000", "--set", "verify.logit_docs=4"]
+            "--set", "score.kiwi_max_eojeol_types=2000", "--set", "verify.logit_docs=4"]
 
 
 def _kill_during(cmd: list[str], run_dir: Path, stage: str, timeout: float = 300) -> bool:
@@ -70,7 +70,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def test_sigkill_in_every_stage_then_rerun_is_byte_identical(tmp_path, tekken):
     corpus = tmp_path / "nsmc_part.parquet"
-    pq.write_table(pq.read_table(NSMC).slice(0, 40_000), corpus)
+    pq.write_table(pq.read_table(NSMC).slice(0, 12_000), corpus)
     tok_dir = tmp_path / "tok"
     tekken.save_pretrained(str(tok_dir))
 

@@ -87,11 +87,18 @@ def edit_json(path: Path, edit) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
-def failing_prune(tmp: Path, tekken_dir: Path, capsys, *extra: str) -> set[str]:
+#: The quality figures that are no check (greedy continuations) are skipped, and the model
+#: evaluation reads fewer tokens, except in the logits test (its check reads those batches).
+LIGHT = ("--set", "verify.greedy_new_tokens=0", "--set", "verify.eval_tokens=512")
+
+
+def failing_prune(tmp: Path, tekken_dir: Path, capsys, *extra: str, light: bool = True
+                  ) -> set[str]:
     """Run prune; it must fail verification (exit 3, nothing written). Return the checks named
     in the error message."""
     capsys.readouterr()
-    rc = cli(tmp, *default_args(tekken_dir), "--output-dir", str(tmp / "out"), *extra)
+    rc = cli(tmp, *default_args(tekken_dir), "--output-dir", str(tmp / "out"),
+             *(LIGHT if light else ()), *extra)
     err = capsys.readouterr().err
     assert rc == 3, err
     assert "Traceback" not in err and "Verification of the pruned model failed" in err
@@ -213,7 +220,7 @@ def test_perturbed_embedding_row_fails_logits(analyzed, tekken_dir, monkeypatch,
         state["model.embed_tokens.weight"][1] += 0.01  # BOS keeps id 1
 
     damage_model(monkeypatch, perturb)
-    failed = failing_prune(analyzed, tekken_dir, capsys)
+    failed = failing_prune(analyzed, tekken_dir, capsys, light=False)
     assert "logits_within_tolerance" in failed
     assert failed <= {"logits_within_tolerance", "greedy_agreement"}
 
@@ -306,7 +313,8 @@ def test_damage_is_really_applied_when_not_strict(analyzed, tekken_dir, monkeypa
     from transformers import AutoModelForCausalLM
 
     damage_model(monkeypatch, lambda s: s["lm_head.weight"].neg_())  # the argmin is picked
-    assert cli(analyzed, *default_args(tekken_dir), "--set", "verify.strict=false") == 0
+    assert cli(analyzed, *default_args(tekken_dir), "--set", "verify.strict=false",
+               *LIGHT) == 0
     m = metrics(analyzed)
     assert m["verify"]["passed"] is False
     assert m["verify"]["checks"]["greedy_agreement"] is False
