@@ -124,10 +124,18 @@ class SelectConfig:
     top_latin_rank: str = _f("id", "How top_latin ranks Latin tokens: `id` (lowest id first: "
                              "right for tokenizers whose ids follow frequency, e.g. Tekken) or "
                              "`merges` (earliest BPE merge producing the token first: merges are "
-                             "learned in frequency order, whatever the ids; use it for Gemma).")
+                             "learned in frequency order, whatever the ids; for Gemma 3 both "
+                             "orders are the same).")
     keep_ksx1001: bool = _f(False, "Keep single-character tokens of KS X 1001 (the EUC-KR "
                             "repertoire of Korean usage: Hanja, unit symbols such as ㎞ ㎡, "
                             "full-width forms), however rare; ASCII and Hangul syllables excluded.")
+    keep_latin_acronyms: bool = _f(False, "Keep Latin tokens of 2 to 5 capital letters (space "
+                                   "marker aside: OECD, DHCP, USB, GNU), however rare: Korean "
+                                   "writes acronyms in Latin letters in every domain, and "
+                                   "transliterates ordinary English words into Hangul.")
+    keep_latin_twins: bool = _f(False, "Keep the other space form of every Latin token a rule "
+                                "keeps (`Linux` for `▁Linux` and back): English words in Korean "
+                                "text follow `(`, `/`, `-` or start a line as often as a space.")
     target_vocab_size: int = _f(0, "If > 0, keep at most this many tokens: the best-scoring "
                                 "ones (always-kept tokens and merge closure included).", min=0)
 
