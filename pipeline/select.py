@@ -25,7 +25,8 @@ kept
     ``ksx1001``           one character (space marker aside) of KS X 1001, the EUC-KR
                           repertoire of Korean usage: Hanja, unit symbols (㎞ ㎡), full-width
                           forms, circled Hangul, ... (keep_ksx1001; ASCII and Hangul syllables
-                          excluded: other rules cover them)
+                          excluded: other rules cover them); with max_ksx1001 only that many,
+                          lowest ids (the most frequent characters) first
     ``latin_twin``        the other space form of a Latin token kept by a rule above: ``Linux``
                           for ``▁Linux`` and back (keep_latin_twins). Korean text puts English
                           words after ``(``, ``/``, ``-`` or at the start of a line as often as
@@ -129,7 +130,7 @@ def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
     if sc.keep_latin_acronyms:
         give(latin_acronym_mask(scores), "latin_acronym")
     if sc.keep_ksx1001:
-        give(ksx1001_mask(scores), "ksx1001")
+        give(ksx1001_mask(scores, sc.max_ksx1001), "ksx1001")
     if sc.keep_latin_twins:
         give(latin_twin_mask(scores, reason != None), "latin_twin")  # noqa: E711
     return reason
@@ -179,11 +180,15 @@ def in_ksx1001(text: str | None) -> bool:
     return True
 
 
-def ksx1001_mask(scores: pl.DataFrame) -> np.ndarray:
-    """Per id: is the token (its ``decoded`` text, complete tokens only) a KS X 1001 character?"""
+def ksx1001_mask(scores: pl.DataFrame, top: int = 0) -> np.ndarray:
+    """Per id: is the token (its ``decoded`` text, complete tokens only) a KS X 1001 character,
+    and with ``top`` > 0 one of the ``top`` such tokens with the lowest ids?"""
     complete = (scores["byte_class"] == "complete").fill_null(False).to_numpy()
-    return np.array([bool(c) and in_ksx1001(t)
+    mask = np.array([bool(c) and in_ksx1001(t)
                      for c, t in zip(complete, scores["decoded"].to_list())], dtype=bool)
+    if top:
+        mask[np.flatnonzero(mask)[top:]] = False  # ids ascend: keep the first ``top``
+    return mask
 
 
 def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
