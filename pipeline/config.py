@@ -124,10 +124,22 @@ class SelectConfig:
     top_latin_rank: str = _f("id", "How top_latin ranks Latin tokens: `id` (lowest id first: "
                              "right for tokenizers whose ids follow frequency, e.g. Tekken) or "
                              "`merges` (earliest BPE merge producing the token first: merges are "
-                             "learned in frequency order, whatever the ids; use it for Gemma).")
+                             "learned in frequency order, whatever the ids; for Gemma 3 both "
+                             "orders are the same).")
     keep_ksx1001: bool = _f(False, "Keep single-character tokens of KS X 1001 (the EUC-KR "
                             "repertoire of Korean usage: Hanja, unit symbols such as ㎞ ㎡, "
                             "full-width forms), however rare; ASCII and Hangul syllables excluded.")
+    max_ksx1001: int = _f(0, "With keep_ksx1001: keep only this many KS X 1001 characters, "
+                          "the lowest ids first (single characters' ids follow their frequency "
+                          "in Gemma 3 and Tekken: 2,500 hold about 1,800 Hanja, the size of "
+                          "Korea's basic Hanja for education); 0 = all.", min=0)
+    keep_latin_acronyms: bool = _f(False, "Keep Latin tokens of 2 to 5 capital letters (space "
+                                   "marker aside: OECD, DHCP, USB, GNU), however rare: Korean "
+                                   "writes acronyms in Latin letters in every domain, and "
+                                   "transliterates ordinary English words into Hangul.")
+    keep_latin_twins: bool = _f(False, "Keep the other space form of every Latin token a rule "
+                                "keeps (`Linux` for `▁Linux` and back): English words in Korean "
+                                "text follow `(`, `/`, `-` or start a line as often as a space.")
     target_vocab_size: int = _f(0, "If > 0, keep at most this many tokens: the best-scoring "
                                 "ones (always-kept tokens and merge closure included).", min=0)
 
@@ -138,6 +150,8 @@ class SweepConfig:
     target_vocab_size: list = _f([], "Grid of target vocab sizes to evaluate (empty: none).")
     top_latin: list = _f([], "Grid of top_latin values to evaluate (with the configured "
                          "top_latin_rank; empty: none).")
+    max_ksx1001: list = _f([], "Grid of max_ksx1001 values to evaluate (with keep_ksx1001 "
+                           "on; empty: none).")
     rules: list = _f([], "On/off [select] rules evaluated flipped, one point each (e.g. "
                      "[\"keep_ksx1001\", \"keep_korean_morphemes\"]): what each rule costs in "
                      "vocabulary and buys in identical share, per evaluation set too.")
@@ -350,6 +364,7 @@ _ITEMS = {("corpus", "data_files"): (str, None), ("select", "keep_scripts"): (st
           ("select", "keep_languages"): (str, None),
           ("sweep", "min_count"): (int, ("select", "min_count")),
           ("sweep", "target_vocab_size"): (int, ("select", "target_vocab_size")),
+          ("sweep", "max_ksx1001"): (int, ("select", "max_ksx1001")),
           # inline tables, each checked key by key by pipeline.evalsets
           ("eval", "sets"): (dict, None)}
 # Strings that may not be empty (an empty path would mean the current directory).

@@ -16,11 +16,21 @@ kept
                           among the tokens not required anyway (bytes are): lowest id
                           (``top_latin_rank = "id"``; Tekken's ids follow frequency) or earliest
                           BPE merge producing the token (``"merges"``: merges are learned in
-                          frequency order, whatever the ids; Gemma's ids do not follow it)
+                          frequency order, whatever the ids; in Gemma 3 merge order is id order)
+    ``latin_acronym``     2 to 5 capital ASCII letters (space marker aside): OECD, DHCP, USB,
+                          ▁GNU (keep_latin_acronyms). Korean writes acronyms in Latin letters
+                          but transliterates ordinary English words into Hangul, so acronyms
+                          are the English of Korean text in every domain, however rare they are
+                          in the tokenizer's (mostly English) training data
     ``ksx1001``           one character (space marker aside) of KS X 1001, the EUC-KR
                           repertoire of Korean usage: Hanja, unit symbols (㎞ ㎡), full-width
                           forms, circled Hangul, ... (keep_ksx1001; ASCII and Hangul syllables
-                          excluded: other rules cover them)
+                          excluded: other rules cover them); with max_ksx1001 only that many,
+                          lowest ids (the most frequent characters) first
+    ``latin_twin``        the other space form of a Latin token kept by a rule above: ``Linux``
+                          for ``▁Linux`` and back (keep_latin_twins). Korean text puts English
+                          words after ``(``, ``/``, ``-`` or at the start of a line as often as
+                          after a space, so a word kept in one form is split in the other
     ``merge_closure``     a part of a merge that builds a kept token (BPE closure)
 dropped
     ``over_target``       would be kept, but target_vocab_size is reached
@@ -37,6 +47,8 @@ re-tokenize anything; `pipeline.sweep` evaluates a keep set.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 
@@ -45,7 +57,8 @@ from .errors import ConfigError
 
 REQUIRED = ("special", "byte", "chat_template")
 KEPT_REASONS = REQUIRED + ("frequent", "script", "hangul_partial", "korean_morpheme",
-                           "language", "top_latin", "ksx1001", "merge_closure")
+                           "language", "top_latin", "latin_acronym", "ksx1001", "latin_twin",
+                           "merge_closure")
 DROPPED_REASONS = ("over_target", "rare", "unused")
 SCRIPTS = ("hangul_syllable", "hangul_jamo", "latin", "digit", "punct_symbol", "whitespace",
            "han", "kana", "cyrillic", "arabic", "other", "mixed")
@@ -114,9 +127,44 @@ def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
             latin = np.sort(latin)
         mask[latin[: sc.top_latin]] = True
         give(mask, "top_latin")
+    if sc.keep_latin_acronyms:
+        give(latin_acronym_mask(scores), "latin_acronym")
     if sc.keep_ksx1001:
-        give(ksx1001_mask(scores), "ksx1001")
+        give(ksx1001_mask(scores, sc.max_ksx1001), "ksx1001")
+    if sc.keep_latin_twins:
+        give(latin_twin_mask(scores, reason != None), "latin_twin")  # noqa: E711
     return reason
+
+
+ACRONYM = re.compile(r"[A-Z]{2,5}")
+
+
+def _latin_texts(scores: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Per id: is it a complete, not required Latin token; and its decoded text."""
+    latin = ((scores["script"] == "latin") & (scores["byte_class"] == "complete")
+             & scores["required"].is_null()).fill_null(False).to_numpy()
+    return latin, scores["decoded"].fill_null("").to_list()
+
+
+def latin_acronym_mask(scores: pl.DataFrame) -> np.ndarray:
+    """Per id: is the token (leading spaces aside) 2 to 5 capital ASCII letters?"""
+    latin, text = _latin_texts(scores)
+    return np.array([bool(m) and ACRONYM.fullmatch(t.lstrip(" ")) is not None
+                     for m, t in zip(latin, text)], dtype=bool)
+
+
+def latin_twin_mask(scores: pl.DataFrame, kept: np.ndarray) -> np.ndarray:
+    """Per id: is it the other space form (one leading space added or removed) of a Latin token
+    in ``kept``? Only Latin tokens are twins; ``kept`` ones are not their own twins."""
+    latin, text = _latin_texts(scores)
+    by_text = {text[i]: i for i in np.flatnonzero(latin).tolist()}
+    out = np.zeros(len(text), dtype=bool)
+    for i in np.flatnonzero(latin & np.asarray(kept, dtype=bool)).tolist():
+        t = text[i]
+        j = by_text.get(t[1:] if t.startswith(" ") else " " + t)
+        if j is not None:
+            out[j] = True
+    return out & ~np.asarray(kept, dtype=bool)
 
 
 def in_ksx1001(text: str | None) -> bool:
@@ -132,11 +180,15 @@ def in_ksx1001(text: str | None) -> bool:
     return True
 
 
-def ksx1001_mask(scores: pl.DataFrame) -> np.ndarray:
-    """Per id: is the token (its ``decoded`` text, complete tokens only) a KS X 1001 character?"""
+def ksx1001_mask(scores: pl.DataFrame, top: int = 0) -> np.ndarray:
+    """Per id: is the token (its ``decoded`` text, complete tokens only) a KS X 1001 character,
+    and with ``top`` > 0 one of the ``top`` such tokens with the lowest ids?"""
     complete = (scores["byte_class"] == "complete").fill_null(False).to_numpy()
-    return np.array([bool(c) and in_ksx1001(t)
+    mask = np.array([bool(c) and in_ksx1001(t)
                      for c, t in zip(complete, scores["decoded"].to_list())], dtype=bool)
+    if top:
+        mask[np.flatnonzero(mask)[top:]] = False  # ids ascend: keep the first ``top``
+    return mask
 
 
 def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:

@@ -146,9 +146,10 @@ def evaluate(idx: HeldoutIndex, tok, keep_ids: np.ndarray, pruned=None) -> dict:
 
 def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda m: None,
           eval_indexes: dict | None = None) -> pl.DataFrame:
-    """Evaluate the configured thresholds and every grid point (min_count x target size), on
-    the held-out split and on every evaluation set (columns ``<set>_identical_share``,
-    ``<set>_tokens_per_eojeol``)."""
+    """Evaluate the configured thresholds and every grid point (the min_count, target size,
+    top_latin and max_ksx1001 grids, each with the other thresholds as configured; each
+    ``[sweep] rules`` flag flipped), on the held-out split and on every evaluation set
+    (columns ``<set>_identical_share``, ``<set>_tokens_per_eojeol``)."""
     from .select import select
     from .surgery.tokenizer import prune_tokenizer
 
@@ -159,6 +160,8 @@ def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda 
         points.append(("grid", {"target_vocab_size": tv}))
     for tl in grid.top_latin:
         points.append(("grid", {"top_latin": tl}))
+    for mk in grid.max_ksx1001:
+        points.append(("grid", {"max_ksx1001": mk, "keep_ksx1001": True}))  # a cap of the rule
     flags = [f.name for f in dataclasses.fields(sc) if isinstance(getattr(sc, f.name), bool)]
     for name in grid.rules:
         if name not in flags:
@@ -178,11 +181,12 @@ def sweep(tok, scores: pl.DataFrame, idx: HeldoutIndex, sc, grid, *, say=lambda 
             e = evaluate(ix, tok, keep, pruned)
             ev[f"{name}_identical_share"] = e["heldout_identical_share"]
             ev[f"{name}_tokens_per_eojeol"] = e["heldout_tokens_per_eojeol"]
-        flipped = {k: v for k, v in change.items() if isinstance(v, bool)}
+        flipped = change if next(iter(change), None) in grid.rules else {}
         rows.append({"point": kind, "grid": next(iter(change), "chosen"),
                      "flipped": ", ".join(f"{k}={str(v).lower()}" for k, v in flipped.items()),
                      "min_count": cfg.min_count, "target_vocab_size": cfg.target_vocab_size,
-                     "top_latin": cfg.top_latin, **ev})
+                     "top_latin": cfg.top_latin,
+                     "max_ksx1001": cfg.max_ksx1001 if cfg.keep_ksx1001 else None, **ev})
     return pl.DataFrame(rows).unique(subset=["point", "min_count", "target_vocab_size",
-                                             "top_latin", "flipped"], keep="first",
-                                     maintain_order=True)
+                                             "top_latin", "max_ksx1001", "flipped"],
+                                     keep="first", maintain_order=True)

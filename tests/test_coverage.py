@@ -46,7 +46,8 @@ def cov_run(tmp_path_factory, tekken_dir):
         pytest.skip("../shared/data not present")
     tmp = tmp_path_factory.mktemp("cov")
     assert run_cli(tmp, "sweep", "--tokenizer", str(tekken_dir), "--set", f"eval.sets={SETS}",
-                   "--set", "sweep.min_count=[1, 5]", "--set", "sweep.top_latin=[300, 3000]", "--set", 'sweep.rules=["keep_ksx1001"]', *ARGS) == 0
+                   "--set", "sweep.min_count=[1, 5]", "--set", "sweep.top_latin=[300, 3000]", "--set", 'sweep.rules=["keep_ksx1001"]',
+                   "--set", "sweep.max_ksx1001=[100, 1000]", *ARGS) == 0
     return tmp
 
 
@@ -182,6 +183,10 @@ def test_sweep_has_one_curve_per_eval_set(cov_run):
     tl = df.filter(pl.col("grid") == "top_latin").sort("top_latin")
     assert tl["top_latin"].to_list() == [300, 3000]
     assert tl["vocab_size"][0] < tl["vocab_size"][1]
+    # the max_ksx1001 grid (keep_ksx1001 on, capped) is a curve too, and no flipped point
+    mk = df.filter(pl.col("grid") == "max_ksx1001").sort("max_ksx1001")
+    assert mk["max_ksx1001"].to_list() == [100, 1000] and mk["flipped"].to_list() == ["", ""]
+    assert chosen["vocab_size"] < mk["vocab_size"][0] < mk["vocab_size"][1]
     # a flipped on/off rule is one point: keep_ksx1001 on adds tokens and loses no document
     ks = df.filter(pl.col("grid") == "keep_ksx1001").row(0, named=True)
     assert ks["flipped"] == "keep_ksx1001=true" and ks["vocab_size"] > chosen["vocab_size"]
@@ -235,7 +240,8 @@ def test_missing_or_empty_eval_set_source_stops_before_work(tmp_path, tekken_dir
 def test_prune_evaluates_the_model_on_every_eval_set(cov_run, tekken, tekken_dir):
     assert run_cli(cov_run, "prune", "--tokenizer", str(tekken_dir), "--set",
                    f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]",
-                   "--set", "sweep.top_latin=[300, 3000]", "--set", 'sweep.rules=["keep_ksx1001"]', *ARGS,
+                   "--set", "sweep.top_latin=[300, 3000]", "--set", 'sweep.rules=["keep_ksx1001"]',
+                   "--set", "sweep.max_ksx1001=[100, 1000]", *ARGS,
                    "--set", "verify.eval_tokens=1500", "--set", "verify.greedy_new_tokens=2") == 0
     m = _metrics(cov_run)
     kept = np.flatnonzero(_keep(cov_run)["keep"].to_numpy()).tolist()
@@ -259,7 +265,8 @@ def test_report_coverage_section_matches_the_stage_metrics(cov_run, tekken_dir):
     from .test_report import parse, resolve
 
     assert run_cli(cov_run, "report", "--tokenizer", str(tekken_dir), "--set",
-                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]", "--set", "sweep.top_latin=[300, 3000]", "--set", 'sweep.rules=["keep_ksx1001"]', *ARGS,
+                   f"eval.sets={SETS}", "--set", "sweep.min_count=[1, 5]", "--set", "sweep.top_latin=[300, 3000]", "--set", 'sweep.rules=["keep_ksx1001"]',
+                   "--set", "sweep.max_ksx1001=[100, 1000]", *ARGS,
                    "--set", "verify.eval_tokens=1500", "--set", "verify.greedy_new_tokens=2") == 0
     m = _metrics(cov_run)
     html = (paths(cov_run).reports / "index.html").read_text(encoding="utf-8")

@@ -59,6 +59,18 @@ def test_ksx1001_is_a_reason_in_the_keep_set(tekken, scores):
     assert keep.filter(pl.col("reason") == "ksx1001")["keep"].all()
 
 
+@pytest.mark.parametrize("top", [1, 300, 1500])
+def test_max_ksx1001_keeps_the_lowest_ids_first(tekken, scores, top):
+    """`max_ksx1001 = N`: the N KS X 1001 characters with the lowest ids, no other."""
+    want = sorted(_by_hand(tekken, scores))
+    assert len(want) > 1500
+    got = set(np.flatnonzero(rule_reasons(scores, _cfg(keep_ksx1001=True, max_ksx1001=top))
+                             == "ksx1001").tolist())
+    assert got == set(want[:top])
+    every = rule_reasons(scores, _cfg(keep_ksx1001=True, max_ksx1001=0)) == "ksx1001"
+    assert set(np.flatnonzero(every).tolist()) == set(want)  # 0: no cap
+
+
 def test_seen_only_baseline_switches_every_rule_off(tekken, scores):
     """The coverage baseline keeps only required and seen tokens, whichever rules the config
     switches on (a rule left on would inflate the baseline)."""

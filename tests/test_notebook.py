@@ -39,5 +39,7 @@ def test_notebook_executes_on_the_default_run(default_run, monkeypatch):
     assert len(svgs) == 3 and all("<polyline" in s for s in svgs)
     tables = [d["text/html"] for d in data if "text/html" in d]
     assert any("heldout_identical_share" in t and "keep_korean_morphemes" in t for t in tables)
+    # the rules for text not counted, switched on one at a time
+    assert any("keep_latin_acronyms" in t and "max_ksx1001=500" in t for t in tables)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert 'os.environ.get("PIPELINE_RUN_DIR", "artifacts/default")' in params.source
