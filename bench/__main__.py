@@ -99,6 +99,8 @@ def render(res: dict) -> str:
                 f"{t['seconds'][k]} | {t['mb_per_s'][k]}" for t in by.values()) + " |")
     lines += ["", f"Seconds and MB/s: median of {a['repeats']} alternating rounds (all contenders "
               "of all tokenizers in one sequence); ratios: median of the per-round ratios."]
+    if a.get("load_note"):
+        lines += ["", f"Load: {a['load_note']}."]
     for n, t in by.items():
         lines += [
             "",

@@ -236,9 +236,15 @@ def run(scale: int = 10, corpus: Path = NSMC, repeats: int = 3,
             })
         keys = list(measure)
         rounds: list[dict] = []
+        loads = []
         for r in range(repeats):
             order = keys if r % 2 == 0 else keys[::-1]
+            loads.append(round(os.getloadavg()[0], 2))
             rounds.append({k: measure[k]() for k in order})
+        out["load_note"] = (
+            f"1-minute load average at the start of each round {loads}, after the last "
+            f"{round(os.getloadavg()[0], 2)} (on {os.cpu_count()} cores: above that, other work "
+            "shared the machine)")
         out["by_tokenizer"] = {}
         for name in tokenizers:
             t: dict = {}

@@ -32,7 +32,9 @@ It does not normalize, filter or tokenize.
 
 from __future__ import annotations
 
+import bisect
 import glob
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,11 +196,14 @@ class FileSource(Source):
         for ids, groups, texts, *rows in reader(f, self.cfg, **kw):
             n = len(texts)
             idx = rows[0] if rows and rows[0] is not None else range(row, row + n)
-            ids = [f"{name}:{i}" if x is None else str(x)
-                   for i, x in zip(idx, ids or [None] * n)]
+            if not _all_str(ids):
+                ids = [f"{name}:{i}" if x is None else str(x)
+                       for i, x in zip(idx, ids or [None] * n)]
             if groups is None:
                 sources = [name] * n
-                groups = [f"{name}#{i // self.block_size}" for i in idx]
+                groups = _block_groups(name, idx, self.block_size)
+            elif _all_str(groups):
+                sources = list(groups)
             else:
                 sources = [name if g is None else str(g) for g in groups]
                 groups = [f"{name}#{i // self.block_size}" if g is None else str(g)
@@ -206,6 +211,25 @@ class FileSource(Source):
             row = (idx[-1] + 1) if n else row
             yield split_long_documents(DocBatch(ids, groups, sources, texts),
                                        self.cfg.max_doc_bytes)
+
+
+def _all_str(values: list | None) -> bool:
+    """Every value is a `str` (ids and groups read from a string column without nulls are
+    used as they are, not rebuilt one by one)."""
+    return values is not None and set(map(type, values)) <= {str}
+
+
+def _block_groups(name: str, idx, block_size: int) -> list[str]:
+    """``f"{name}#{i // block_size}"`` for every document index in ``idx``; one string per
+    block for a contiguous range (the common case: most chunks lie in one block)."""
+    if not isinstance(idx, range):
+        return [f"{name}#{i // block_size}" for i in idx]
+    out, i = [], idx.start
+    while i < idx.stop:
+        end = min(idx.stop, (i // block_size + 1) * block_size)
+        out += [f"{name}#{i // block_size}"] * (end - i)
+        i = end
+    return out
 
 
 CHUNK = 8192
@@ -247,7 +271,7 @@ def _cut(data: bytes, start: int, max_bytes: int) -> int:
 def split_long_documents(batch: DocBatch, max_bytes: int) -> DocBatch:
     """Split every document longer than ``max_bytes`` into consecutive pieces (same id, group
     and text type), so the tokenizer never sees an unbounded document."""
-    if not max_bytes or all(len(t) * 4 <= max_bytes for t in batch.texts):
+    if not max_bytes or not batch.texts or max(map(len, batch.texts)) * 4 <= max_bytes:
         return batch
     out = DocBatch()
     for i, t in enumerate(batch.texts):
@@ -412,6 +436,15 @@ def _is_text_type(t) -> bool:
             or getattr(pa.types, "is_string_view", lambda _: False)(t))
 
 
+def _is_string_type(t) -> bool:
+    """Arrow types whose non-null values come to Python as `str` (a dictionary's values may
+    hold a null its indices do not show: not one of them)."""
+    import pyarrow as pa
+
+    return (pa.types.is_string(t) or pa.types.is_large_string(t)
+            or getattr(pa.types, "is_string_view", lambda _: False)(t))
+
+
 def _table_columns(f: Path, fmt: str) -> list[str]:
     return _table_schema(f, fmt).names
 
@@ -446,10 +479,11 @@ def _record_batch_chunks(batches, f: Path, cfg):
         for rb in batches:
             names = rb.schema.names
             col = lambda c: rb.column(names.index(c)).to_pylist() if c in names else None  # noqa: E731
-            texts = _text_values(rb.column(names.index(cfg.text_column)), f, cfg, row)
+            arr = rb.column(names.index(cfg.text_column))
+            texts = _text_values(arr, f, cfg, row)
             ids, groups = col(cfg.id_column), col(cfg.group_column)
             row += rb.num_rows
-            if any(t is None or isinstance(t, bytes) for t in texts):
+            if arr.null_count or not _is_string_type(arr.type):
                 keep = [i for i, t in enumerate(texts) if t is not None]
                 texts = [_as_text(texts[i], f, cfg) for i in keep]
                 ids = [ids[i] for i in keep] if ids is not None else None
@@ -571,12 +605,9 @@ def _chars(texts: list[str]) -> int:
 def _fitting(texts: list[str], batch_size: int) -> int:
     """How many leading documents make a batch: at most ``batch_size``, and no more text than
     `BATCH_CHARS` (at least one document)."""
-    total = 0
-    for i, t in enumerate(texts[:batch_size]):
-        total += len(t)
-        if total > BATCH_CHARS:
-            return max(1, i)
-    return min(batch_size, len(texts))
+    cum = list(itertools.accumulate(map(len, texts[:batch_size])))
+    i = bisect.bisect_right(cum, BATCH_CHARS)  # leading documents within BATCH_CHARS
+    return max(1, i) if i < len(cum) else min(batch_size, len(texts))
 
 
 class HubSource(Source):

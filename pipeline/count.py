@@ -53,7 +53,18 @@ def eojeol_counts(shards: list[Path]) -> pl.DataFrame:
     out = (lf.drop_nulls().group_by("eojeol")
            .agg(pl.len().cast(pl.Int64).alias("count"))
            .collect(engine="streaming"))
-    return out.sort(["count", "eojeol"], descending=[True, False])
+    return by_count(out)
+
+
+def by_count(eojeols: pl.DataFrame) -> pl.DataFrame:
+    """``eojeols`` most frequent first, ties by the string (UTF-8 byte order): Polars'
+    ``sort(["count", "eojeol"], descending=[True, False])``, sorted by Arrow (about twice as
+    fast on a million types, most of them tied at count 1)."""
+    import pyarrow.compute as pc
+
+    table = eojeols.to_arrow()
+    order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("eojeol", "ascending")])
+    return pl.from_arrow(table.take(order))
 
 
 def distinct_groups(shards: list[Path]) -> int:
@@ -96,7 +107,7 @@ def merge_partial_counts(parts: list[tuple], vocab: list[str]) -> tuple[pl.DataF
           .with_columns(pl.col("count").fill_null(0).cast(pl.Int64),
                         pl.col("doc_freq").fill_null(0).cast(pl.Int64))
           .sort("token_id"))
-    ec = (pl.concat([p[1] for p in parts]).group_by("eojeol")
-          .agg(pl.col("count").sum().cast(pl.Int64))
-          .sort(["count", "eojeol"], descending=[True, False]))
+    ec = by_count(pl.concat([p[1] for p in parts]).group_by("eojeol")
+                  .agg(pl.col("count").sum().cast(pl.Int64)))
     return tc, ec, len(set().union(*(p[2] for p in parts)))
+

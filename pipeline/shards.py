@@ -291,15 +291,10 @@ def _encode(tok, texts: list[str], source: str = "") -> pa.ListArray:
 
 
 def ids_array(encs: list) -> pa.ListArray:
-    """The encodings' ids as one Arrow list<int32> array: Rust concatenates them
-    (`Encoding.merge`) and Python builds one flat list, not one list per document."""
-    from tokenizers import Encoding
-
-    lens = np.fromiter(map(len, encs), dtype=np.int32, count=len(encs))
-    offsets = np.zeros(len(encs) + 1, dtype=np.int32)
-    np.cumsum(lens, out=offsets[1:])
-    flat = Encoding.merge(encs, growing_offsets=False).ids if len(encs) else []
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
+    """The encodings' ids as one Arrow list<int32> array, built by Arrow from each encoding's
+    id list (``Encoding.merge`` would copy every token string and offset in Rust first: twice
+    as slow)."""
+    return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
 
 
 def _strings(values) -> pa.Array:
