@@ -36,8 +36,9 @@ adapt: setup
 report: setup
 	$(BIN)/python -m pipeline report --config $(CONFIG) $(ARGS)
 
+# Two workers, each test file on one (its module fixtures are built once): 2-core CI.
 test: setup
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)
 
 bench: setup
 	$(BIN)/python -m bench $(ARGS)
