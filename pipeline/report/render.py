@@ -117,14 +117,15 @@ def _coverage_chart(cov: dict, key: str, what: str) -> str:
                           marks=marks)
 
 
+#: The [sweep] grids, one curve each: (series, colour).
+GRID_SERIES = (("min_count", svg.PALETTE[0]), ("target_vocab_size", svg.PALETTE[1]),
+               ("top_latin", svg.PALETTE[4]), ("max_ksx1001", svg.PALETTE[3]))
+
+
 def _curve(c: dict, key: str, title: str, y: svg.Axis, hline, sets=()) -> str:
     series = []
-    for name, color, label in (("min_count", svg.PALETTE[0], "min_count={min_count}"),
-                               ("target_vocab_size", svg.PALETTE[1],
-                                "target_vocab_size={target_vocab_size}"),
-                               ("top_latin", svg.PALETTE[4], "top_latin={top_latin}"),
-                               ("max_ksx1001", svg.PALETTE[3],
-                                "max_ksx1001={max_ksx1001}")):
+    for name, color in GRID_SERIES:
+        label = f"{name}={{{name}}}"
         pts = [(r["vocab_size"], r[key], label.format(**r) + f": {r['vocab_size']:,} tokens")
                for r in c["points"] if r["series"] in (name, "chosen") and r[key] is not None]
         if len(pts) > (0 if name == "min_count" else 1):
@@ -140,8 +141,7 @@ def _curve(c: dict, key: str, title: str, y: svg.Axis, hline, sets=()) -> str:
     marks = ([svg.Mark(ch["vocab_size"], ch[key], f"chosen: {ch['vocab_size']:,}")]
              if ch.get(key) is not None else [])
     for r in c["points"]:  # [sweep] rules: the chosen thresholds with one rule flipped
-        if r.get("flipped") and r["series"] not in ("min_count", "target_vocab_size", "top_latin",
-                                                    "max_ksx1001", "chosen") \
+        if r.get("flipped") and r["series"] not in (*(n for n, _ in GRID_SERIES), "chosen") \
                 and r.get(key) is not None:
             marks.append(svg.Mark(r["vocab_size"], r[key], f"{r['flipped']}: {r['vocab_size']:,}"))
     return svg.line_chart(series, svg.Axis("vocabulary size (tokens kept)"), y, title=title,
