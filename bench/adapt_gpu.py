@@ -187,10 +187,8 @@ def export(args) -> None:
         for key, tok in (("pruned", ptok), ("extended", etok)):
             data[f"{n}.{key}.ids"], data[f"{n}.{key}.lens"] = _flatten(
                 encode_for_eval(tok, ev.texts[n]))
-    for d in (args.out_a, args.out_b):
+    for d in (args.out_a, args.out_b):  # our four files are overwritten; nothing else is touched
         d.mkdir(parents=True, exist_ok=True)
-        for f in d.iterdir():
-            f.unlink()
     np.savez(args.out_a / "body_a.npz", **parts[0])
     np.savez(args.out_b / "body_b.npz", **parts[1])
     np.savez(args.out_b / "data.npz", **data)
