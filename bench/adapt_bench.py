@@ -32,6 +32,8 @@ def run_adapt(art: Path, args: argparse.Namespace) -> dict:
             "adapt.lr": args.lr, "corpus.max_documents": args.max_documents}
     if args.train_rows != "all":  # the key is new: older runs in RESULTS trained every row
         sets["adapt.train_rows"] = f'"{args.train_rows}"'
+    if args.init_scale is not None:  # likewise
+        sets["adapt.init_scale"] = args.init_scale
     cmd = [sys.executable, "-m", "pipeline", "adapt", "--no-progress", "--config",
            args.config, "--set", f'artifacts_dir="{art / "artifacts"}"',
            "--set", f'reports_dir="{art / "reports"}"']
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-documents", type=int, default=0)
     p.add_argument("--train-rows", choices=("all", "new"), default="all")
+    p.add_argument("--init-scale", type=float, default=None,
+                   help="[adapt] init_scale (default: the config's)")
     args = p.parse_args(argv)
     from bench.__main__ import machine
 

@@ -110,7 +110,8 @@ def rebuild(dirs: list[Path], *, extended: bool = True, dtype=None):
     if extended:
         from pipeline.extension import extend_model
 
-        extend_model(model, meta["n_old"], [tuple(p) for p in meta["pieces"]], meta["pad"])
+        extend_model(model, meta["n_old"], [tuple(p) for p in meta["pieces"]], meta["pad"],
+                     meta.get("init_scale", 1.0))
     return model, meta
 
 
@@ -174,6 +175,7 @@ def export(args) -> None:
         used += data.nbytes if first else 0
     meta = {"config": json.loads((pdir / "config.json").read_text()), "tensors": tensors,
             "n_old": n_old, "pad": cfg.prune.pad_to_multiple_of or None,
+            "init_scale": ac.init_scale,
             "model_rows": int(pruned.get_input_embeddings().weight.shape[0]),
             "real_rows": real_vocab_rows(pruned), "pieces": [list(p) for p in pieces],
             "bos": etok.bos_token_id, "n_new": n_old + len(pieces),
@@ -197,7 +199,7 @@ def export(args) -> None:
     # the rebuilt models are the ones here, bit for bit
     model, _ = rebuild([args.out_a, args.out_b], extended=False)
     _same(model, pruned, "pruned")
-    ext = extend_model(pruned, n_old, pieces, meta["pad"])
+    ext = extend_model(pruned, n_old, pieces, meta["pad"], meta["init_scale"])
     model, _ = rebuild([args.out_a, args.out_b])
     _same(model, ext, "extended")
     del model

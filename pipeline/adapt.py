@@ -8,7 +8,8 @@ What it does, for ``python -m pipeline adapt`` (after ``prune``, inside
 2. Extension (``[adapt] new_tokens > 0``, `pipeline.extension`): counts the words of the
    run's train shards with the tokenizer's own normalizer and pre-tokenizer, learns new BPE
    merges over the kept vocabulary, appends them after the existing merges and gives the model
-   one new embedding and head row per new token: the mean of its pieces' rows.
+   one new embedding and head row per new token: the mean of its pieces' rows (times
+   ``[adapt] init_scale``).
 3. Measures bits per byte on the held-out split and on every ``[eval]`` set (the same seeded
    sample of documents for every model, ``[adapt] eval_bytes`` each): the original model
    (with the original tokenizer), the pruned model, the extended model at initialisation,
@@ -101,7 +102,7 @@ def adapt_stage(run, tmp: Path) -> dict:
     ev.measure(bpb, "original", *_original(run), device)
     model.to(device)
     ev.measure(bpb, "pruned", model, ptok, device, real_vocab_rows(model))
-    extend_model(model, n_old, pieces, run.cfg.prune.pad_to_multiple_of or None)
+    extend_model(model, n_old, pieces, run.cfg.prune.pad_to_multiple_of or None, ac.init_scale)
     n_new = n_old + len(pieces)
     ev.measure(bpb, "extended", model, etok, device, n_new)
     st = _recover(run, model, etok, ev, n_new, device, n_old)
@@ -117,7 +118,7 @@ def adapt_stage(run, tmp: Path) -> dict:
         raise RuntimeError(f"adapt check failed: frozen tensors {frozen}, round trip {rt}")
     return {"adapt": {
         "new_tokens": {"requested": ac.new_tokens, "learned": len(pieces),
-                       "merges": len(merges)},
+                       "merges": len(merges), "init_scale": ac.init_scale},
         "vocab": {"pruned": n_old, "extended": n_new,
                   "model_rows": int(model.get_input_embeddings().weight.shape[0])},
         "tokens_per_eojeol": {name: _fertility(ptok, etok, *s) for name, s in sets.items()},

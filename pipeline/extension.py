@@ -255,9 +255,10 @@ def new_token_pieces(merges: list[NewMerge]) -> list[tuple[int, ...]]:
 
 
 def extend_model(model, n_old: int, pieces: list[tuple[int, ...]],
-                 pad_to_multiple_of: int | None = None):
+                 pad_to_multiple_of: int | None = None, scale: float = 1.0):
     """Give ``model`` rows for ``len(pieces)`` new tokens (ids ``n_old``, ...) in place; each
-    new embedding and head row (and bias entry) is the mean of its pieces' rows. Rows past
+    new embedding and head row is ``scale`` times the mean of its pieces' rows (a bias entry:
+    the plain mean). Rows past
     ``n_old`` (padding of a pruned model) are dropped; the result is padded again to
     ``pad_to_multiple_of`` like `pipeline.surgery.model.prune_model` does. Returns the model."""
     import torch
@@ -271,19 +272,19 @@ def extend_model(model, n_old: int, pieces: list[tuple[int, ...]],
     rows = padded_row_count(n_new, pad_to_multiple_of)
     tied = heads_are_tied(model)
 
-    def grown(t: torch.Tensor, fill: float) -> torch.Tensor:
+    def grown(t: torch.Tensor, fill: float, factor: float = scale) -> torch.Tensor:
         out = torch.full((rows, *t.shape[1:]), fill, dtype=t.dtype, device=t.device)
         src = t.detach()
         out[:n_old] = src[:n_old]
         for k, p in enumerate(pieces):
-            out[n_old + k] = src[list(p)].float().mean(0).to(t.dtype)
+            out[n_old + k] = (src[list(p)].float().mean(0) * factor).to(t.dtype)
         return out
 
     _replace_param(emb, "weight", grown(emb.weight, 0.0))
     emb.num_embeddings = rows
     if head is not None:
         if getattr(head, "bias", None) is not None:
-            _replace_param(head, "bias", grown(head.bias, torch.finfo(head.bias.dtype).min / 2))
+            _replace_param(head, "bias", grown(head.bias, torch.finfo(head.bias.dtype).min / 2, 1.0))
         if tied:
             _retie(model)
         else:

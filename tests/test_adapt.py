@@ -196,22 +196,26 @@ def test_gemma_extension_keeps_old_tokenization(gemma_tok, texts):
 # Initialisation
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.8])
 @pytest.mark.parametrize("arch,tie", ARCHS)
-def test_new_rows_are_the_mean_of_their_pieces(extended, arch, tie):
+def test_new_rows_are_the_mean_of_their_pieces(extended, arch, tie, scale):
+    """... times ``[adapt] init_scale`` (1: the plain mean)."""
     tok, merges, ext = extended["sentencepiece"]
     model = tiny_lm(tok, arch, tie)
     emb0 = model.get_input_embeddings().weight.detach().clone()
     head0 = model.get_output_embeddings().weight.detach().clone()
     pieces = new_token_pieces(merges)
-    extend_model(model, len(tok), pieces, pad_to_multiple_of=64)
+    extend_model(model, len(tok), pieces, pad_to_multiple_of=64, scale=scale)
     emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     assert emb.shape[0] == -(-len(ext) // 64) * 64 == model.config.vocab_size
     assert torch.equal(emb[:len(tok)], emb0)
     for k in (0, 7, len(pieces) - 1):
         p = list(pieces[k])
         assert len(p) >= 2
-        torch.testing.assert_close(emb[len(tok) + k], emb0[p].mean(0), rtol=0, atol=1e-6)
-        torch.testing.assert_close(head[len(tok) + k], head0[p].mean(0), rtol=0, atol=1e-6)
+        torch.testing.assert_close(emb[len(tok) + k], emb0[p].mean(0) * scale, rtol=0,
+                                   atol=1e-6)
+        torch.testing.assert_close(head[len(tok) + k], head0[p].mean(0) * scale, rtol=0,
+                                   atol=1e-6)
     assert (head is emb) == tie
     assert not emb[len(ext):].any()  # padding rows
     with torch.no_grad():  # the model runs, and new ids are in range
@@ -366,7 +370,8 @@ def test_early_stopping_keeps_the_best_weights(extended, train_data):
 @pytest.mark.parametrize("key,value,needle", [("new_tokens", -1, "adapt.new_tokens"),
                                                ("train_tokens", 0, "adapt.train_tokens"),
                                                ("device", "tpu", "adapt.device"),
-                                               ("lr", 0.0, "adapt.lr")])
+                                               ("lr", 0.0, "adapt.lr"),
+                                               ("init_scale", -0.5, "adapt.init_scale")])
 def test_bad_adapt_config_names_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         load_config(None, {f"adapt.{key}": value})
