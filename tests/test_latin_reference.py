@@ -212,3 +212,12 @@ def test_select_fingerprint_follows_the_reference_content(tmp_path, ref_order):
     # not ranked by it: the file is not read
     ref.unlink()
     assert fps(top_latin_rank="id", latin_reference=str(ref))[0]
+
+
+def test_explain_documents_the_new_keys():
+    from pipeline.config import explain
+
+    lines = {line.split(" = ")[0]: line for line in explain().splitlines() if " = " in line}
+    assert lines["latin_reference"].startswith('latin_reference = "tekken"    # ')
+    assert lines["keep_placeholders"].startswith("keep_placeholders = true    # ")
+    assert "`reference`" in lines["top_latin_rank"]
