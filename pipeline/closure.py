@@ -11,6 +11,9 @@ pruning itself.
   (``"special"``), the 256 byte tokens of byte-level BPE or the ``<0x00>``..``<0xFF>`` byte-fallback
   tokens (``"byte"``), and every id of the fixed text of the chat template (``"chat_template"``).
   For Unigram, the lowest-scoring piece is also kept (as ``"special"``): it sets the score of unk.
+  Added placeholder tokens (``<unused12>``, ``[unused3]``: reserved, never seen in training;
+  Gemma 3 has 6,242) get their own reason, ``"placeholder"``: a pruned tokenizer may drop them
+  (`pipeline.surgery.tokenizer` accepts a keep set without them; ``[select] keep_placeholders``).
 - `close_under_merges(tok, keep)`: adds, for every kept BPE token, both parts of every merge that
   produces it, recursively.
 
@@ -37,6 +40,7 @@ its ``tokenizer.json`` (``backend_tokenizer.to_str()``), parsed once per tokeniz
 from __future__ import annotations
 
 import json
+import re
 import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -260,21 +264,54 @@ def required_ids(tok) -> dict[int, str]:
     """Ids every pruned vocabulary must keep, each with its reason.
 
     Reasons: ``"special"`` (special and added tokens, unk, ids named by the post-processor or the
-    padding, and for Unigram the lowest-scoring piece, which sets the score of unk), ``"byte"``
-    (the 256 byte-level BPE base tokens, or the ``<0x00>``..``<0xFF>`` tokens of any model with
-    byte fallback) and ``"chat_template"`` (ids of the template's fixed text). WordPiece and
-    Unigram single characters are not required: those models fall back to unk. An id with several
-    reasons gets the first of that order.
+    padding, and for Unigram the lowest-scoring piece, which sets the score of unk),
+    ``"placeholder"`` (added tokens that are reserved placeholders, see `placeholder_ids`: the
+    only required ids a keep set may leave out), ``"byte"`` (the 256 byte-level BPE base tokens,
+    or the ``<0x00>``..``<0xFF>`` tokens of any model with byte fallback) and ``"chat_template"``
+    (ids of the template's fixed text). WordPiece and Unigram single characters are not required:
+    those models fall back to unk. An id with several reasons gets the first of that order; a
+    placeholder the tokenizer names (chat template included) is ``"special"``.
     """
     info = tokenizer_info(tok)
+    template = chat_template_ids(tok)
+    placeholders = placeholder_ids(tok, template)
     reasons: dict[int, str] = {}
-    for i in _special_ids(tok, info) | _unigram_min_score_ids(info):
+    for i in (_special_ids(tok, info) | _unigram_min_score_ids(info)) - placeholders:
         reasons.setdefault(i, "special")
+    for i in placeholders:
+        reasons.setdefault(i, "placeholder")
     for i in _byte_ids(info):
         reasons.setdefault(i, "byte")
-    for i in chat_template_ids(tok):
+    for i in template:
         reasons.setdefault(i, "chat_template")
     return reasons
+
+
+PLACEHOLDER = re.compile(r"<unused\d+>|\[unused\d+\]")
+
+
+def placeholder_ids(tok, template: set[int] | None = None) -> set[int]:
+    """Added tokens whose whole text is ``<unusedN>`` or ``[unusedN]`` (reserved slots no text
+    produces: Gemma 3's ``<unused0>``..``<unused6241>``), unless the tokenizer names them
+    anywhere: the post-processor, the padding, the model's unk token, its special-token map
+    (bos/eos/unk/pad/mask/cls/sep and the additional/extra special tokens) or the chat template
+    (``template``: its `chat_template_ids`, rendered here when not given). Tokens of the model
+    vocabulary that are not added tokens (BERT's ``[unused0]``) are not placeholders."""
+    info = tokenizer_info(tok)
+    data, model = info.data, info.model
+    named = post_processor_ids(data.get("post_processor"))
+    named |= chat_template_ids(tok) if template is None else template
+    named.update(i for i in tok.all_special_ids if i is not None)
+    padding = data.get("padding")
+    if padding and padding.get("pad_id") is not None:
+        named.add(padding["pad_id"])
+    if info.family == "unigram":
+        named.add(model.get("unk_id"))
+    elif model.get("unk_token") is not None:
+        named.add(info.token_to_id.get(model["unk_token"]))
+    return {a["id"] for a in data.get("added_tokens") or []
+            if PLACEHOLDER.fullmatch(a["content"]) and a["id"] not in named
+            and 0 <= a["id"] < info.size}
 
 
 def _unigram_min_score_ids(info: TokenizerInfo) -> set[int]:

@@ -23,7 +23,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, get_origin
 
 from .errors import ConfigError
 
@@ -118,14 +118,32 @@ class SelectConfig:
     keep_languages: list = _f([], "Keep complete tokens whose fastText top language is one of "
                               "these (e.g. [\"ko\", \"en\"]) ...")
     min_language_prob: float = _f(0.8, "... with at least this probability.", min=0.0, max=1.0)
-    top_latin: int = _f(0, "Keep this many Latin/ASCII tokens with the best tokenizer rank "
-                        "(lowest id: most frequent in its training data) for English and code "
-                        "mixed into Korean text.", min=0)
+    top_latin: int = _f(0, "Keep this many Latin/ASCII tokens with the best rank "
+                        "(top_latin_rank; by default the lowest id: most frequent in the "
+                        "tokenizer's training data) for English and code mixed into Korean "
+                        "text, counted among the tokens not required anyway.", min=0)
     top_latin_rank: str = _f("id", "How top_latin ranks Latin tokens: `id` (lowest id first: "
-                             "right for tokenizers whose ids follow frequency, e.g. Tekken) or "
+                             "right for tokenizers whose ids follow frequency, e.g. Tekken), "
                              "`merges` (earliest BPE merge producing the token first: merges are "
                              "learned in frequency order, whatever the ids; for Gemma 3 both "
-                             "orders are the same).")
+                             "orders are the same, and follow English prose) or `reference` "
+                             "(the rank of the same text in the latin_reference tokenizer, "
+                             "whose ids follow frequency in web and code text; tokens it lacks "
+                             "come after, by id). For Gemma 3, `reference` (Tekken) puts "
+                             "command and technical words (pip, sudo, hostname) thousands of "
+                             "ranks earlier.")
+    latin_reference: str = _f("tekken", "With top_latin_rank = \"reference\": the tokenizer "
+                              "whose ranks order the Latin tokens, matched on the decoded text: "
+                              "`tekken` (the embedded Mistral Tekken: ids follow frequency in "
+                              "web and code text), a Tekken .json, or a tokenizer.json (or a "
+                              "directory holding one) of a byte-level BPE or SentencePiece-style "
+                              "tokenizer whose ids follow frequency. Its content is part of the "
+                              "select stage's fingerprint.")
+    keep_placeholders: bool = _f(True, "Keep the reserved placeholder tokens (added tokens "
+                                 "`<unusedN>` or `[unusedN]` that no text produces and the "
+                                 "tokenizer names nowhere else: Gemma 3 has 6,242). false drops "
+                                 "them (reason `placeholder`): the pruned tokenizer and model "
+                                 "work without them, and the rows go to tokens text uses.")
     keep_ksx1001: bool = _f(False, "Keep single-character tokens of KS X 1001 (the EUC-KR "
                             "repertoire of Korean usage: Hanja, unit symbols such as ㎞ ㎡, "
                             "full-width forms), however rare; ASCII and Hangul syllables excluded.")
@@ -375,7 +393,8 @@ _ITEMS = {("corpus", "data_files"): (str, None), ("select", "keep_scripts"): (st
           ("eval", "sets"): (dict, None)}
 # Strings that may not be empty (an empty path would mean the current directory).
 _NON_EMPTY = {("", "artifacts_dir"), ("", "reports_dir"), ("", "run"), ("corpus", "source"),
-              ("corpus", "text_column"), ("tokenizer", "source"), ("prune", "model")}
+              ("corpus", "text_column"), ("tokenizer", "source"), ("prune", "model"),
+              ("select", "latin_reference")}
 
 
 def _type_name(t) -> str:

@@ -10,7 +10,9 @@ Stages (``artifacts/<run>/<stage>/``)::
     evalsets   <- tokenizer + [eval] sources        each evaluation set tokenized, never counted
                                                     (`pipeline.evalsets`)
     select     <- score + heldout + evalsets        keep set + reasons + held-out, evaluation-set
-                  + [select]                        and coverage figures (`pipeline.coverage`)
+                  + [select] (+ the content of      and coverage figures (`pipeline.coverage`)
+                  its latin_reference file when
+                  top_latin ranks by it)
     sweep      <- select inputs + [sweep]           threshold grid table (one curve per set)
     prune      <- select + model + [prune] [verify] pruned tokenizer + model, verified
                                                     (`pipeline.prune`)
@@ -36,8 +38,9 @@ from .config import Config
 from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
-# tokenize 2: shards record which decided the language (lang_by); evalsets 2: same schema
-VERSIONS = {"tokenizer": 1, "tokenize": 2, "count": 1, "score": 1, "heldout": 1, "evalsets": 2,
+# tokenize 2: shards record which decided the language (lang_by); evalsets 2: same schema;
+# score 2: `required` says "placeholder" for reserved <unusedN> added tokens (was "special")
+VERSIONS = {"tokenizer": 1, "tokenize": 2, "count": 1, "score": 2, "heldout": 1, "evalsets": 2,
             "select": 2, "sweep": 2, "prune": 3,  # prune 3: provenance lists the output's files
             "adapt": 1}
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "evalsets", "select"]
@@ -115,6 +118,17 @@ class Run:
         return fingerprint("hub", src)
 
     @functools.cached_property
+    def latin_reference_fp(self) -> str | None:
+        """Content of the [select] latin_reference file when top_latin ranks by it (None
+        otherwise): editing the file reruns select."""
+        if self.cfg.select.top_latin_rank != "reference":
+            return None
+        from .latin_reference import reference_path
+
+        return fingerprint("latin_reference", file_digest(reference_path(
+            self.cfg.select.latin_reference)))
+
+    @functools.cached_property
     def eval_sets(self):
         from .evalsets import eval_sets
 
@@ -139,9 +153,10 @@ class Run:
             "evalsets": lambda: (self.fp("tokenizer"), c.section_dict("eval"),
                                  {n: s.fingerprint() for n, s in self.eval_sources.items()}),
             "select": lambda: (self.fp("score"), self.fp("heldout"), self.fp("evalsets"),
-                               c.section_dict("select")),
+                               c.section_dict("select"), self.latin_reference_fp),
             "sweep": lambda: (self.fp("score"), self.fp("heldout"), self.fp("evalsets"),
-                              c.section_dict("select"), c.section_dict("sweep")),
+                              c.section_dict("select"), self.latin_reference_fp,
+                              c.section_dict("sweep")),
             # output_dir is only where a copy goes (`export_output`), not what the stage makes
             "prune": lambda: (self.fp("select"), self.model_source_fp,
                               {k: v for k, v in c.section_dict("prune").items() if k != "output_dir"},
@@ -222,8 +237,10 @@ class Run:
     def check(self) -> None:
         """Validate inputs before any work: the corpus source resolves and the tokenizer exists."""
         from .models import BUILTINS, _builtin_module, gguf_path, is_gguf_spec
+        from .select import check_select_config
         from .tokenizer_io import looks_like_path
 
+        check_select_config(self.cfg.select)  # e.g. a missing [select] latin_reference file
         src = self.cfg.tokenizer.source
         if src in BUILTINS:
             _builtin_module(BUILTINS[src])  # installed?

@@ -6,8 +6,8 @@ One row per vocabulary id. Columns:
   where the bytes are valid), ``space_marker``;
 - byte class (`pipeline.tokenclass`): ``byte_class`` (special / byte / complete / partial),
   ``partial_scripts``, ``partial_hangul_only``, ``is_special``; script: ``script``;
-- ``required``: why the tokenizer itself needs the token (special / byte / chat_template), else
-  null (`pipeline.closure.required_ids`);
+- ``required``: why the tokenizer itself needs the token (special / placeholder / byte /
+  chat_template), else null (`pipeline.closure.required_ids`);
 - frequency: ``count`` (emitted as a final token in the counted split), ``doc_freq``, ``share``
   (count / all tokens), ``intermediate_count`` (how often it is built as an intermediate of a
   BPE merge on the way to an emitted token; a token with ``count == 0`` and

@@ -7,6 +7,8 @@ exactly one reason, the first that applies in this order:
 
 kept
     ``special``, ``byte``, ``chat_template``  the tokenizer needs it whatever the corpus says
+    ``placeholder``       a reserved ``<unusedN>`` added token (`pipeline.closure.placeholder_ids`),
+                          kept with keep_placeholders (the default)
     ``frequent``          count >= min_count and doc_freq >= min_doc_freq
     ``script``            its script class is in keep_scripts
     ``hangul_partial``    partial UTF-8 that can only be part of Hangul (keep_hangul_partials)
@@ -14,9 +16,12 @@ kept
     ``language``          fastText's top language is in keep_languages with >= min_language_prob
     ``top_latin``         among the top_latin Latin/ASCII tokens by tokenizer rank, counted
                           among the tokens not required anyway (bytes are): lowest id
-                          (``top_latin_rank = "id"``; Tekken's ids follow frequency) or earliest
+                          (``top_latin_rank = "id"``; Tekken's ids follow frequency), earliest
                           BPE merge producing the token (``"merges"``: merges are learned in
                           frequency order, whatever the ids; in Gemma 3 merge order is id order)
+                          or the rank of the same text in the latin_reference tokenizer
+                          (``"reference"``, `pipeline.latin_reference`: Tekken by default, whose
+                          ids follow web and code text; tokens it lacks come last, by id)
     ``latin_acronym``     2 to 5 capital ASCII letters (space marker aside): OECD, DHCP, USB,
                           ▁GNU (keep_latin_acronyms). Korean writes acronyms in Latin letters
                           but transliterates ordinary English words into Hangul, so acronyms
@@ -33,6 +38,7 @@ kept
                           after a space, so a word kept in one form is split in the other
     ``merge_closure``     a part of a merge that builds a kept token (BPE closure)
 dropped
+    ``placeholder``       a reserved ``<unusedN>`` added token, with keep_placeholders = false
     ``over_target``       would be kept, but target_vocab_size is reached
     ``rare``              used in the corpus, below min_count / min_doc_freq
     ``unused``            never emitted in the counted corpus
@@ -54,24 +60,29 @@ import polars as pl
 
 from .closure import merge_index
 from .errors import ConfigError
+from .latin_reference import reference_path, reference_rank
 
-REQUIRED = ("special", "byte", "chat_template")
+# "placeholder" is required only with keep_placeholders; dropped ones keep it as their reason
+REQUIRED = ("special", "byte", "chat_template", "placeholder")
 KEPT_REASONS = REQUIRED + ("frequent", "script", "hangul_partial", "korean_morpheme",
                            "language", "top_latin", "latin_acronym", "ksx1001", "latin_twin",
                            "merge_closure")
-DROPPED_REASONS = ("over_target", "rare", "unused")
+DROPPED_REASONS = ("placeholder", "over_target", "rare", "unused")
 SCRIPTS = ("hangul_syllable", "hangul_jamo", "latin", "digit", "punct_symbol", "whitespace",
            "han", "kana", "cyrillic", "arabic", "other", "mixed")
 
 
-LATIN_RANKS = ("id", "merges")
+LATIN_RANKS = ("id", "merges", "reference")
 
 
 def check_select_config(sc) -> None:
     if sc.top_latin_rank not in LATIN_RANKS:
         raise ConfigError(f"[select] top_latin_rank = {sc.top_latin_rank!r} is not one of "
                           f"{', '.join(LATIN_RANKS)}: `id` ranks Latin tokens by id, `merges` by "
-                          "the earliest BPE merge that produces them.")
+                          "the earliest BPE merge that produces them, `reference` by the rank "
+                          "of their text in the [select] latin_reference tokenizer.")
+    if sc.top_latin_rank == "reference":
+        reference_path(sc.latin_reference)  # ConfigError naming the key when missing
     bad = [s for s in sc.keep_scripts if s not in SCRIPTS]
     if bad:
         raise ConfigError(f"[select] keep_scripts has unknown script class(es) {bad}. Valid: "
@@ -92,7 +103,8 @@ def merge_rank(tok, n: int) -> np.ndarray:
 
 def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
     """The kept reason each token earns from the thresholds alone (None: none), no closure.
-    ``tok`` is needed for ``top_latin_rank = "merges"``."""
+    ``tok`` is needed for ``top_latin_rank = "merges"``. Placeholders are required only with
+    keep_placeholders (None here otherwise)."""
     n = scores.height
     reason = np.full(n, None, dtype=object)
 
@@ -102,6 +114,8 @@ def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
 
     req = scores["required"].to_numpy()
     has_req = scores["required"].is_not_null().to_numpy()
+    if not sc.keep_placeholders:
+        has_req &= req != "placeholder"
     reason[has_req] = req[has_req]
     cnt, dfreq = scores["count"].to_numpy(), scores["doc_freq"].to_numpy()
     give((cnt >= sc.min_count) & (dfreq >= sc.min_doc_freq) & ((cnt > 0) | (sc.min_count == 0)),
@@ -123,6 +137,9 @@ def rule_reasons(scores: pl.DataFrame, sc, tok=None) -> np.ndarray:
         mask = np.zeros(n, dtype=bool)
         if sc.top_latin_rank == "merges":  # earliest merge first; ties (no merge) by id
             latin = latin[np.lexsort((latin, merge_rank(tok, n)[latin]))]
+        elif sc.top_latin_rank == "reference":  # reference rank of the text; absent ones by id
+            ref = reference_rank(scores["decoded"].to_list(), sc.latin_reference)
+            latin = latin[np.lexsort((latin, ref[latin]))]
         else:
             latin = np.sort(latin)
         mask[latin[: sc.top_latin]] = True
@@ -207,8 +224,8 @@ def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
         if sc.target_vocab_size < n_req:
             raise ConfigError(
                 f"[select] target_vocab_size = {sc.target_vocab_size} is below the {n_req} tokens "
-                "the tokenizer always needs (special, byte and chat-template tokens). Raise it, "
-                "or set 0 for no target.")
+                "the tokenizer always needs (special, byte and chat-template tokens, and "
+                "placeholders with keep_placeholders). Raise it, or set 0 for no target.")
         for t in order:
             added = _closure_additions(int(t), kept, index)
             if kept.sum() + len(added) > sc.target_vocab_size and reason[t] not in REQUIRED:
@@ -229,9 +246,10 @@ def select(tok, scores: pl.DataFrame, sc) -> pl.DataFrame:
                 rank[x] = added_so_far
                 added_so_far += 1
     cnt = scores["count"].to_numpy()
+    placeholder = (scores["required"] == "placeholder").fill_null(False).to_numpy()
     for t in np.flatnonzero(~kept).tolist():
         if final[t] is None:
-            final[t] = "rare" if cnt[t] > 0 else "unused"
+            final[t] = "placeholder" if placeholder[t] else "rare" if cnt[t] > 0 else "unused"
     return pl.DataFrame({"token_id": scores["token_id"], "keep": kept,
                          "reason": pl.Series(final.tolist(), dtype=pl.String),
                          "order": pl.Series(np.where(rank >= 0, rank, None).tolist(),

@@ -8,7 +8,6 @@ the end-to-end run prunes it on a slice of the embedded corpus.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +116,42 @@ def test_gemma_pruned_tokenizer_through_save_and_reload(gemma_tok, gemma_sample,
     for text, o in zip(texts, encoded):
         assert re.encode(text, add_special_tokens=False) == id_map[o].tolist()
     assert re.bos_token_id == id_map[gemma_tok.bos_token_id]
+
+
+def test_gemma_without_placeholders_through_save_and_reload(gemma_tok, gemma_sample, tmp_path):
+    """`[select] keep_placeholders = false`: Gemma's 6,242 `<unusedN>` are placeholders (ids
+    6..104 and 256,000 on), the only required ids a keep set may leave out; the pruned tokenizer
+    reloads without them, every other special token in place."""
+    import re as regex
+
+    from transformers import AutoTokenizer
+
+    from pipeline.closure import placeholder_ids
+
+    texts, encoded, used = gemma_sample
+    req = required_ids(gemma_tok)
+    ph = placeholder_ids(gemma_tok)
+    names = gemma_tok.convert_ids_to_tokens(sorted(ph))
+    assert len(ph) == 6242 and all(regex.fullmatch(r"<unused\d+>", t) for t in names)
+    assert set(range(6, 105)) <= ph and max(ph) == 262_143
+    assert {i for i, r in req.items() if r == "placeholder"} == ph
+    turn = "<start_of_turn>user\n안녕하세요<end_of_turn>\n<start_of_turn>model\n"
+    keep = close_under_merges(gemma_tok, {i for i, r in req.items() if r != "placeholder"}
+                              | set(used) | set(gemma_tok.encode(turn)))
+    assert not keep & ph
+    new, id_map = prune_tokenizer(gemma_tok, keep)
+    save_pruned_tokenizer(new, tmp_path)
+    re = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert len(re) == len(keep)
+    assert not any(t.startswith("<unused") for t in re.get_vocab())
+    for t in ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"):
+        old = gemma_tok.convert_tokens_to_ids(t)
+        assert re.convert_tokens_to_ids(t) == id_map[old] >= 0, t
+    for name in ("bos", "eos", "pad", "unk", "mask"):
+        assert getattr(re, f"{name}_token_id") == id_map[getattr(gemma_tok, f"{name}_token_id")]
+    assert re.encode(turn) == id_map[gemma_tok.encode(turn)].tolist()
+    for text, o in zip(texts, encoded):
+        assert re.encode(text, add_special_tokens=False) == id_map[o].tolist()
 
 
 # --------------------------------------------------------------------------------------------

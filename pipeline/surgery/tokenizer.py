@@ -1,8 +1,9 @@
 """Tokenizer surgery: cut a fast tokenizer's vocabulary down to a kept, closed set of ids.
 
 What it does:
-- `prune_tokenizer(tok, keep_ids)` checks that ``keep_ids`` holds every required id and is
-  closed under BPE merges (`pipeline.closure`), then builds a new tokenizer whose ids are the
+- `prune_tokenizer(tok, keep_ids)` checks that ``keep_ids`` holds every required id (reserved
+  ``<unusedN>`` placeholders excepted, `pipeline.closure.placeholder_ids`) and is closed under
+  BPE merges (`pipeline.closure`), then builds a new tokenizer whose ids are the
   kept ids renumbered contiguously in their old order. Everything in ``tokenizer.json`` that
   names a token or an id is rewritten: the model vocabulary (BPE, Unigram with its scores,
   WordPiece), the BPE merges (only those whose two parts and result are kept, in their old
@@ -58,7 +59,8 @@ _DROPPED_INIT_KWARGS = {
 def prune_tokenizer(tok, keep_ids: Iterable[int]):
     """Return ``(new_tok, id_map)`` for the kept ids (see module docstring).
 
-    ``keep_ids`` must contain `pipeline.closure.required_ids(tok)` and be closed under merges
+    ``keep_ids`` must contain `pipeline.closure.required_ids(tok)` (placeholders aside: an
+    ``<unusedN>`` added token may be dropped like any token) and be closed under merges
     (`pipeline.closure.close_under_merges`); otherwise `InputError` names some missing tokens.
     ``id_map`` is an int64 array of length ``len(tok)`` (more if the tokenizer has ids past
     that): the new id of each old id, -1 where dropped.
@@ -146,7 +148,9 @@ def _checked_keep_set(tok, info: TokenizerInfo, keep_ids: Iterable[int]) -> set[
     if unknown:
         raise InputError(f"Keep set has {len(unknown)} ids that are not tokens of this "
                          f"tokenizer (0..{info.size - 1}), e.g. {unknown[:5]}.")
-    missing = {i: r for i, r in required_ids(tok).items() if i not in keep}
+    # placeholders (<unusedN> added tokens no text produces) are the one optional kind
+    missing = {i: r for i, r in required_ids(tok).items()
+               if i not in keep and r != "placeholder"}
     if missing:
         sample = ", ".join(f"{info.id_to_token[i]!r} (id {i}, {r})"
                            for i, r in sorted(missing.items())[:5])
