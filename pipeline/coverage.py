@@ -188,7 +188,8 @@ def script_classes(scores) -> np.ndarray:
 
 def seen_only_config(sc):
     """`SelectConfig` of the "seen tokens only" baseline: min_count 1, every other rule off
-    (every bool rule switched off, every list and count rule emptied, whatever its name)."""
+    (every bool rule switched off, every list and count rule emptied, whatever its name),
+    except that placeholders stay: trimmers keep every special token."""
     off = {}
     for f in dataclasses.fields(sc):
         v = getattr(sc, f.name)
@@ -198,6 +199,7 @@ def seen_only_config(sc):
             off[f.name] = []
         elif isinstance(v, int) and f.name not in ("min_count", "min_doc_freq"):
             off[f.name] = 0
+    off["keep_placeholders"] = True
     return dataclasses.replace(sc, **off, min_count=1, min_doc_freq=1)
 
 

@@ -192,3 +192,13 @@ def test_model_rows_follow_the_kept_ids(tok, pruned, tmp_path):
     assert torch.equal(after, before[torch.as_tensor(kept)])
     for k, old in ids.items():
         assert getattr(model.config, f"{k}_token_id") == id_map[old] == getattr(re, f"{k}_token_id")
+
+
+def test_seen_only_baseline_keeps_placeholders(tok):
+    """The "seen tokens only" baseline is what trimmers keep: every special token, so the
+    placeholders too, even when the chosen keep set drops them."""
+    from pipeline.coverage import seen_only_config
+
+    scores = scores_with_counts(tok, np.zeros(len(tok), dtype=np.int64))
+    keep = select(tok, scores, seen_only_config(_rules(keep_placeholders=False)))
+    assert placeholder_ids(tok) <= set(keep.filter(keep["keep"])["token_id"].to_list())
