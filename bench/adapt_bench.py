@@ -34,6 +34,9 @@ def run_adapt(art: Path, args: argparse.Namespace) -> dict:
         sets["adapt.train_rows"] = f'"{args.train_rows}"'
     if args.init_scale is not None:  # likewise
         sets["adapt.init_scale"] = args.init_scale
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        sets[k] = v
     cmd = [sys.executable, "-m", "pipeline", "adapt", "--no-progress", "--config",
            args.config, "--set", f'artifacts_dir="{art / "artifacts"}"',
            "--set", f'reports_dir="{art / "reports"}"']
@@ -120,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-rows", choices=("all", "new"), default="all")
     p.add_argument("--init-scale", type=float, default=None,
                    help="[adapt] init_scale (default: the config's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other config key, as `python -m pipeline --set` takes it "
+                        "(e.g. verify.eval_tokens=4096 to reuse a prune measured so)")
     args = p.parse_args(argv)
     from bench.__main__ import machine
 

@@ -328,6 +328,7 @@ def train_one(args) -> None:
                     "evals": st.evals, "curve": st.curve[:: max(1, len(st.curve) // 200)],
                     "tokens_per_step": ac.batch_size * ac.grad_accum * ac.seq_len,
                     "settings": {"lr": ac.lr, "train_rows": rows, "seq_len": ac.seq_len,
+                                 "precision": st.precision,
                                  "batch_size": ac.batch_size, "warmup_share": ac.warmup_share,
                                  "min_lr_share": ac.min_lr_share, "max_seconds": ac.max_seconds,
                                  "eval_every": ac.eval_every, "patience": ac.patience}}

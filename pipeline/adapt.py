@@ -253,6 +253,7 @@ def _train_figures(st, device: str, rows: str = "all") -> dict:
     return {"steps": st.step, "tokens": st.tokens, "seconds": round(st.seconds, 1),
             "stopped": st.stopped, "best_step": st.best_step, "best_bpb": st.best_bpb,
             "resumed_from": st.resumed_from, "device": device, "rows": rows,
+            "precision": st.precision,
             "loss_curve": [{"step": s, "tokens": t, "loss": loss, "lr": lr}
                            for s, t, loss, lr in st.curve],
             "evals": [{"step": s, "bits_per_byte": b} for s, b in st.evals]}

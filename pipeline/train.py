@@ -28,7 +28,11 @@ What it does:
   step, and no randomness enters a step).
 
 The model runs in eval mode (no dropout) on ``device``: CPU, or CUDA when present (the same
-code path); the checkpoint is always stored on the CPU.
+code path); the checkpoint is always stored on the CPU. ``[adapt] precision`` (`resolve_precision`)
+runs the forward and backward passes under bfloat16 autocast (matrix products in bf16; the
+weights, their gradients, the optimizer and the loss stay fp32) where the device computes
+bf16 natively; the resolved precision is part of the checkpoint key, so a run never resumes
+in another arithmetic.
 
 What it does not do: it does not read artifacts, tokenize or save the model (`pipeline.adapt`).
 """
@@ -116,6 +120,23 @@ def lr_at(p: float, ac) -> float:
     return ac.lr * (ac.min_lr_share + (1 - ac.min_lr_share) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def resolve_precision(name: str, device: str) -> str:
+    """``fp32`` or ``bf16`` for ``[adapt] precision`` on ``device``: ``auto`` is bf16 where the
+    device has native bf16 arithmetic (CUDA with bf16; a CPU with AVX512-BF16 or AMX, as oneDNN
+    reports it), else fp32."""
+    import torch
+
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        native = False
+    return "bf16" if native else "fp32"
+
+
 def resolve_device(name: str) -> str:
     import torch
 
@@ -140,6 +161,7 @@ class TrainState:
     best_step: int = 0
     bad_evals: int = 0
     stopped: str = ""
+    precision: str = "fp32"
     resumed_from: int | None = None
 
 
@@ -168,6 +190,8 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
                          "or count a larger corpus.")
     model.to(device)
     model.eval()
+    st_precision = resolve_precision(ac.precision, device)
+    key = f"{key}/{st_precision}"
     params = freeze_all_but_vocab(model)
     keep = [p.detach()[:frozen_rows].clone() for p in params] if frozen_rows else None
     opt = torch.optim.AdamW(params, lr=ac.lr, betas=(0.9, 0.95), eps=1e-8,
@@ -175,6 +199,7 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
     per_step = ac.batch_size * ac.grad_accum
     total = max(1, ac.train_tokens // (per_step * ac.seq_len))
     st, best = _resume(ckpt, key, params, opt)
+    st.precision = st_precision
     if st.step == 0 and not st.evals:
         st.best_bpb = evaluate(model)
         st.evals.append([0, st.best_bpb])
@@ -188,7 +213,7 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
             break
         lr = lr_at(progress(st.step, total, time.time() - t0, ac), ac)
         loss = _step(model, opt, params, seqs, st.step, ac, real_rows, device, lr, ignore_id,
-                     keep)
+                     keep, st.precision)
         st.step += 1
         st.tokens += per_step * ac.seq_len
         st.curve.append([st.step, st.tokens, round(loss, 6), lr])
@@ -213,13 +238,16 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
 
 
 def _step(model, opt, params, seqs, step: int, ac, real_rows: int, device: str,
-          lr: float, ignore_id: int | None = None, keep: list | None = None) -> float:
+          lr: float, ignore_id: int | None = None, keep: list | None = None,
+          precision: str = "fp32") -> float:
     import torch
 
     total_loss = 0.0
     for micro in range(ac.grad_accum):
         x = torch.as_tensor(_batch(seqs, step, micro, ac), device=device)
-        logits = model(input_ids=x, use_cache=False).logits[..., :real_rows]
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
+                            enabled=precision == "bf16"):
+            logits = model(input_ids=x, use_cache=False).logits[..., :real_rows]
         target = x[:, 1:].reshape(-1)
         if ignore_id is not None:
             target = target.masked_fill(target == ignore_id, -100)

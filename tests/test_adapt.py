@@ -343,6 +343,33 @@ def test_resume_after_interruption_gives_the_same_weights(extended, train_data, 
     assert other.resumed_from is None
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_precision_sets_the_arithmetic_of_the_steps(extended, train_data, tmp_path, precision):
+    """bf16: the matrix products of the training steps run in bfloat16 (the weights, and the
+    evaluation, stay fp32); fp32: nothing does. A checkpoint of the other arithmetic is never
+    resumed."""
+    ext, seqs, held = train_data
+    model = _fresh(extended, "gemma3_text", True)
+    seen = set()
+    layer = model.model.layers[0].mlp.down_proj
+    handle = layer.register_forward_hook(lambda m, i, o: seen.add((torch.is_grad_enabled(),
+                                                                   o.dtype)))
+    ac = _settings(precision=precision, train_tokens=32 * 8 * 2)
+    st = train(model, seqs, ac, real_rows=len(ext), evaluate=_eval(held), ckpt=tmp_path,
+               key="k")
+    handle.remove()
+    want = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert st.precision == precision
+    assert {d for grad, d in seen if grad} == {want}  # training steps
+    assert {d for grad, d in seen if not grad} == {torch.float32}  # evaluations
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    other = "fp32" if precision == "bf16" else "bf16"
+    again = train(_fresh(extended, "gemma3_text", True), seqs, _settings(
+        precision=other, train_tokens=32 * 8 * 2), real_rows=len(ext), evaluate=_eval(held),
+        ckpt=tmp_path, key="k")
+    assert again.resumed_from is None and again.precision == other
+
+
 def test_schedule_warms_up_decays_and_follows_the_clock():
     from pipeline.train import lr_at, progress
 
