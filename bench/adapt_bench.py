@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-documents", type=int, default=0)
-    p.add_argument("--train-rows", choices=("all", "new"), default="all")
+    p.add_argument("--train-rows", choices=("all", "seen", "new"), default="all")
     p.add_argument("--init-scale", type=float, default=None,
                    help="[adapt] init_scale (default: the config's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
