@@ -58,13 +58,16 @@ def render(results: dict) -> list[str]:
     """The BENCHMARKS.md section of `RESULTS` (every run kept there, oldest first)."""
     out = ["", "## Adapt: Gemma 3 270M, NSMC counts (`bench/adapt_bench.py`)", "",
            "Measured by hand with `python -m bench.adapt_bench` (not part of `make bench`), CPU "
-           "only, at `nice 19` on the shared 2-core machine named below while other work ran: "
-           "the training figures are what a 10-minute wall-clock budget reached there, not an "
-           "idle machine's."]
+           "only, on the 2-core machine named with each run (oldest first); each run's note "
+           "says whether other work shared the machine and which keep set it extended. The "
+           "training figures are what the wall-clock budget (`adapt.max_seconds`) reached "
+           "there."]
     for r in results["runs"]:
         m, st = r["machine"], r["settings"]
+        extra = "".join(f", `adapt.{k}` = {st['adapt.' + k]}"
+                        for k in ("train_rows", "init_scale") if "adapt." + k in st)
         out += ["", f"### `adapt.lr` = {st['adapt.lr']}, `adapt.max_seconds` = "
-                    f"{st['adapt.max_seconds']}", "",
+                    f"{st['adapt.max_seconds']}{extra}", "",
                 f"{m['cpu']}, {m['cores']} cores; wall time of the command {r['wall_s']} s "
                 f"(analysis and prune reused: {r.get('reused', 'no')}). Settings: "
                 + ", ".join(f"`{k}` = {v}" for k, v in st.items()) + "."
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-documents", type=int, default=0)
-    p.add_argument("--train-rows", choices=("all", "seen", "new"), default="all")
+    p.add_argument("--train-rows", choices=("all", "new"), default="all")
     p.add_argument("--init-scale", type=float, default=None,
                    help="[adapt] init_scale (default: the config's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

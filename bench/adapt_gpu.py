@@ -290,7 +290,7 @@ def train_one(args) -> None:
 
     from pipeline.adapt import _round_vocab_rows
     from pipeline.config import load_config
-    from pipeline.train import pack, rows_to_freeze, train
+    from pipeline.train import pack, train
 
     rows, lr = args.variant.split("@")
     name = f"{rows}@{lr}"
@@ -320,7 +320,7 @@ def train_one(args) -> None:
     st = train(model, seqs, ac, real_rows=n_new,
                evaluate=lambda m: _bpb(m, data, meta, "heldout", "extended", n_new),
                ckpt=None, key=name, device=device, say=print, ignore_id=meta["bos"],
-               frozen_rows=rows_to_freeze(rows, meta["n_old"], seqs, n_new))
+               frozen_rows=meta["n_old"] if rows == "new" else 0)
     _round_vocab_rows(model, torch.bfloat16)  # as the stage saves it (bf16 checkpoint)
     out["trained"] = {s: _bpb(model, data, meta, s, "extended", n_new) for s in sets}
     out["train"] = {"steps": st.step, "tokens": st.tokens, "seconds": round(st.seconds, 1),

@@ -15,9 +15,8 @@ What it does, for ``python -m pipeline adapt`` (after ``prune``, inside
    (with the original tokenizer), the pruned model, the extended model at initialisation,
    and, after step 4, the trained one; and tokens per eojeol of the original, pruned and
    extended tokenizers on every document of each set.
-4. Recovery training (`pipeline.train`; ``[adapt] train_rows``: every row, only the rows of
-   tokens the training sequences hold (``"seen"``), or only the new tokens' (``"new"``); the
-   others stay bit-identical) on the train shards, re-tokenized with the extended
+4. Recovery training (`pipeline.train`; ``[adapt] train_rows = "new"``: only the new tokens'
+   rows, the kept ones stay bit-identical) on the train shards, re-tokenized with the extended
    tokenizer, each document after BOS, packed into ``[adapt] seq_len`` sequences that start
    with BOS (BOS is never a target). Checkpoints go to
    ``artifacts/<run>/adapt-checkpoint/`` (outside the temporary stage directory, so a killed
@@ -224,14 +223,12 @@ def _recover(run, model, etok, ev: _EvalTexts, n_rows: int, device: str, n_old: 
                  evaluate=lambda m: ev.bpb(m, etok, HELDOUT, n_rows), ckpt=ckpt,
                  key=run.fp("adapt"), device=device, say=run.say,
                  ignore_id=etok.bos_token_id,
-                 frozen_rows=frozen_rows(ac, n_old, seqs, n_rows))
+                 frozen_rows=frozen_rows(ac, n_old))
 
 
-def frozen_rows(ac, n_old: int, seqs=None, n_rows: int = 0):
-    """The rows ``[adapt] train_rows`` freezes (`pipeline.train.rows_to_freeze`)."""
-    from .train import rows_to_freeze
-
-    return rows_to_freeze(ac.train_rows, n_old, seqs, n_rows)
+def frozen_rows(ac, n_old: int) -> int:
+    """Vocabulary rows that must not train: the kept vocabulary's with ``train_rows = "new"``."""
+    return n_old if ac.train_rows == "new" else 0
 
 
 def _train_docs(run, tok, batch: int = 256):

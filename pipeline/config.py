@@ -262,14 +262,11 @@ class AdaptConfig:
     min_lr_share: float = _f(0.1, "Cosine decay ends at this share of the peak learning rate.",
                              min=0.0, max=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0, max=1.0)
-    train_rows: str = _f("all", "Embedding/head rows that train: `all` (ReTok: every row), "
-                         "`seen` (the rows of tokens the training sequences hold, new ones "
-                         "included; every other row stays bit-identical: tokens of domains "
-                         "the train split lacks, which training would only push down) or "
+    train_rows: str = _f("all", "Embedding/head rows that train: `all` (ReTok: every row), or "
                          "`new` (only the new tokens' rows; the kept vocabulary's rows stay "
                          "bit-identical, so text the new merges do not touch is predicted as "
-                         "by the pruned model; learns slowest).",
-                         choices=("all", "seen", "new"))
+                         "by the pruned model, on domains the train split does not cover too).",
+                         choices=("all", "new"))
     seed: int = _f(0, "Seed of the sequence order (the training itself is deterministic).",
                    min=0, max=(1 << 32) - 1)
     eval_every: int = _f(50, "Steps between held-out evaluations (bits per byte).", min=1)

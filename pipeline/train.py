@@ -168,19 +168,17 @@ class TrainState:
 def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
           ckpt: Path | None, key: str, device: str = "cpu", say=lambda m: None,
           on_step: Callable[[int], None] | None = None,
-          ignore_id: int | None = None, frozen_rows=0) -> TrainState:
+          ignore_id: int | None = None, frozen_rows: int = 0) -> TrainState:
     """Train ``model`` in place (module docstring); return what happened.
 
     ``seqs``: packed sequences; ``real_rows``: logits past it are padding; ``evaluate(model)``:
     held-out bits per byte; ``ckpt``: checkpoint folder (None: none); ``key``: what the
     checkpoint must have been written for (the stage fingerprint); ``on_step(step)`` is
     called after every optimizer step (tests interrupt a run with it); ``ignore_id``: a token
-    never predicted (BOS, which only separates packed documents); ``frozen_rows``: the
-    vocabulary rows that must not change, in every vocabulary parameter: an int ``n`` (the
-    first ``n`` rows: ``[adapt] train_rows = "new"``, the kept vocabulary) or a boolean mask
-    over the rows (``"seen"``: the rows of tokens the training sequences never hold); their
-    gradients are zeroed before clipping and their values are restored after each optimizer
-    step (weight decay would move them otherwise).
+    never predicted (BOS, which only separates packed documents); ``frozen_rows``: the first
+    rows of every vocabulary parameter that must not change (``[adapt] train_rows = "new"``:
+    the kept vocabulary): their gradients are zeroed before clipping and their values are
+    restored after each optimizer step (weight decay would move them otherwise).
     """
     import torch
 
@@ -195,7 +193,7 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
     st_precision = resolve_precision(ac.precision, device)
     key = f"{key}/{st_precision}"
     params = freeze_all_but_vocab(model)
-    keep = _frozen(params, frozen_rows)
+    keep = [p.detach()[:frozen_rows].clone() for p in params] if frozen_rows else None
     opt = torch.optim.AdamW(params, lr=ac.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=ac.weight_decay)
     per_step = ac.batch_size * ac.grad_accum
@@ -258,8 +256,8 @@ def _step(model, opt, params, seqs, step: int, ac, real_rows: int, device: str,
         (loss / ac.grad_accum).backward()
         total_loss += float(loss.detach()) / ac.grad_accum
     if keep is not None:  # frozen rows: no gradient (nor a share of the clipping norm)
-        for p, (rows, _) in zip(params, keep):
-            p.grad[rows] = 0
+        for p, k in zip(params, keep):
+            p.grad[:len(k)] = 0
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     for g in opt.param_groups:
         g["lr"] = lr
@@ -267,46 +265,9 @@ def _step(model, opt, params, seqs, step: int, ac, real_rows: int, device: str,
     opt.zero_grad(set_to_none=True)
     if keep is not None:  # and no weight decay
         with torch.no_grad():
-            for p, (rows, values) in zip(params, keep):
-                p[rows] = values
+            for p, k in zip(params, keep):
+                p[:len(k)] = k
     return total_loss
-
-
-def rows_to_freeze(train_rows: str, n_old: int, seqs=None, n_rows: int = 0):
-    """`train`'s ``frozen_rows`` for ``[adapt] train_rows``: none (0) for ``"all"``; the kept
-    vocabulary's, the first ``n_old``, for ``"new"``; for ``"seen"`` a mask over the ``n_rows``
-    real rows, true for every token the training sequences ``seqs`` never hold (the softmax
-    would only ever push their rows down, and Adam moves a row by about the learning rate
-    whatever the size of its gradient: the rows of domains the train split lacks would drift)."""
-    if train_rows == "new":
-        return n_old
-    if train_rows == "seen":
-        mask = np.ones(n_rows, dtype=bool)
-        ids = np.unique(np.asarray(seqs))
-        mask[ids[ids < n_rows]] = False
-        return mask
-    return 0
-
-
-def _frozen(params, frozen_rows) -> list | None:
-    """Per vocabulary parameter: (index of its frozen rows, their values), or None when no
-    row is frozen. ``frozen_rows``: a count of leading rows or a boolean mask over the rows."""
-    import torch
-
-    if isinstance(frozen_rows, (int, np.integer)):
-        if not frozen_rows:
-            return None
-        idx = torch.arange(int(frozen_rows))
-    else:
-        mask = np.asarray(frozen_rows, dtype=bool)
-        if not mask.any():
-            return None
-        idx = torch.as_tensor(np.flatnonzero(mask))
-    out = []
-    for p in params:
-        rows = idx[idx < p.shape[0]].to(p.device)
-        out.append((rows, p.detach()[rows].clone()))
-    return out
 
 
 def _batch(seqs: np.ndarray, step: int, micro: int, ac) -> np.ndarray:

@@ -300,36 +300,6 @@ def test_train_rows_new_leaves_the_kept_rows_bit_identical(extended, train_data)
     assert runs[0] == (False, False)
 
 
-@pytest.mark.parametrize("arch,tie", [("gemma3_text", True), ("qwen2", False)])
-def test_train_rows_seen_trains_exactly_the_rows_of_the_training_tokens(extended, train_data,
-                                                                        arch, tie):
-    """``train_rows = "seen"``: the rows (embedding and head) of tokens the training sequences
-    never hold stay bit-identical, weight decay notwithstanding; every row of a token they hold
-    trains. Negative control: the same run with nothing frozen moves the unseen rows too."""
-    from pipeline.adapt import frozen_rows
-
-    ext, seqs, held = train_data
-    n = len(ext)
-    ac = _settings(train_rows="seen", weight_decay=0.1)
-    mask = frozen_rows(ac, len(extended["sentencepiece"][0]), seqs, n)
-    seen = set(np.unique(seqs).tolist())
-    assert mask.shape == (n,) and set(np.flatnonzero(~mask).tolist()) == seen
-    assert 0 < mask.sum() < n
-    moved = {}
-    for name, frozen in (("seen", mask), ("control", 0)):
-        model = _fresh(extended, arch, tie)
-        mats = (model.get_input_embeddings().weight, model.get_output_embeddings().weight)
-        before = [m.detach().clone() for m in mats]
-        train(model, seqs, ac, real_rows=n, evaluate=_eval(held), ckpt=None, key="k",
-              frozen_rows=frozen)
-        moved[name] = [~torch.all(m.detach()[:n] == b[:n], dim=1).numpy()
-                       for m, b in zip(mats, before)]
-    for rows in moved["seen"]:
-        assert not rows[mask].any()  # unseen rows: bit-identical
-        assert rows[~mask].all()     # every seen row trained
-    assert all(rows[mask].any() for rows in moved["control"])
-
-
 def test_loss_decreases_on_a_fixed_batch(extended, train_data):
     ext, seqs, held = train_data
     model = _fresh(extended, "qwen2", False)
