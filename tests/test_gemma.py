@@ -241,7 +241,6 @@ def test_kept_logits_and_bits_per_byte_against_brute_force(gemma_run, gemma_dir,
     the original (from the cache) and the pruned model (from its directory) on held-out texts
     whose tokens are all kept. Restricted original logits equal the pruned logits, and the
     pruned model's bits per byte there is <= the original's (renormalised over kept tokens)."""
-    import pyarrow as pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pipeline.shards import read_shards
