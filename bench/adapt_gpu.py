@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         t.add_argument("--batch-size", type=int, default=16)
         t.add_argument("--eval-every", type=int, default=50)
         t.add_argument("--patience", type=int, default=4)
-    sub.choices["train"].add_argument("--variants", default="all@1e-3,new@1e-3")
+    sub.choices["train"].add_argument("--variants", default="all@1e-4,all@3e-4,all@1e-3,new@1e-3")
     sub.choices["train"].add_argument("--out", default=os.environ.get("OUT", "/tmp/out"))
     sub.choices["train-one"].add_argument("--variant", required=True)
     sub.choices["train-one"].add_argument("--measure-start", action="store_true")

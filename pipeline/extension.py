@@ -258,9 +258,9 @@ def extend_model(model, n_old: int, pieces: list[tuple[int, ...]],
                  pad_to_multiple_of: int | None = None, scale: float = 1.0):
     """Give ``model`` rows for ``len(pieces)`` new tokens (ids ``n_old``, ...) in place; each
     new embedding and head row is ``scale`` times the mean of its pieces' rows (a bias entry:
-    the plain mean). Rows past
-    ``n_old`` (padding of a pruned model) are dropped; the result is padded again to
-    ``pad_to_multiple_of`` like `pipeline.surgery.model.prune_model` does. Returns the model."""
+    the plain mean). Rows past ``n_old`` (padding of a pruned model) are dropped; the result is
+    padded again to ``pad_to_multiple_of`` like `pipeline.surgery.model.prune_model` does.
+    Returns the model."""
     import torch
 
     from .surgery.model import (_replace_param, _retie, _update_vocab_size, heads_are_tied,
@@ -284,7 +284,8 @@ def extend_model(model, n_old: int, pieces: list[tuple[int, ...]],
     emb.num_embeddings = rows
     if head is not None:
         if getattr(head, "bias", None) is not None:
-            _replace_param(head, "bias", grown(head.bias, torch.finfo(head.bias.dtype).min / 2, 1.0))
+            low = torch.finfo(head.bias.dtype).min / 2
+            _replace_param(head, "bias", grown(head.bias, low, 1.0))
         if tied:
             _retie(model)
         else:

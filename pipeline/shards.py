@@ -414,10 +414,10 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
         bar.update(int(keep.sum()))
 
     # Per batch, fastText (on the documents the script leaves in doubt) runs in a child process
-    # and the tokenizer in a worker thread (Rust, GIL released), both while the main thread
-    # files the previous batch into shards. INFLIGHT batches tokenize at once, so the Rust
-    # thread pool is not left with one batch's tail while the next one is being prepared. Every non-blank document is tokenized; the filter
-    # drops rows afterwards (few are dropped).
+    # and the tokenizer in worker threads (Rust, GIL released), both while the main thread
+    # files the previous batches into shards. INFLIGHT batches tokenize at once, so the Rust
+    # thread pool is not left with one batch's tail while the next one is being prepared.
+    # Every non-blank document is tokenized; the filter drops rows afterwards (few are dropped).
     lc = cfg.langid
     lang_pool = None  # started at the first document the script leaves in doubt
     pending: collections.deque = collections.deque()  # batches submitted, not yet filed

@@ -28,11 +28,11 @@ What it does:
   step, and no randomness enters a step).
 
 The model runs in eval mode (no dropout) on ``device``: CPU, or CUDA when present (the same
-code path); the checkpoint is always stored on the CPU. ``[adapt] precision`` (`resolve_precision`)
-runs the forward and backward passes under bfloat16 autocast (matrix products in bf16; the
-weights, their gradients, the optimizer and the loss stay fp32) where the device computes
-bf16 natively; the resolved precision is part of the checkpoint key, so a run never resumes
-in another arithmetic.
+code path); the checkpoint is always stored on the CPU. ``[adapt] precision``
+(`resolve_precision`) runs the forward and backward passes under bfloat16 autocast (matrix
+products in bf16; the weights, their gradients, the optimizer and the loss stay fp32) where
+the device computes bf16 natively; the resolved precision is part of the checkpoint key, so a
+run never resumes in another arithmetic.
 
 What it does not do: it does not read artifacts, tokenize or save the model (`pipeline.adapt`).
 """
