@@ -239,7 +239,7 @@ class AdaptConfig:
                            "mean of its pieces' rows (1 = the plain mean). On Gemma 3 270M with "
                            "NSMC counts 0.8 starts 3.8% lower in held-out bits per byte (tied "
                            "head: a shorter row is predicted less often where it does not "
-                           "belong; 1.2 times the pieces' mean norm is 30% worse).",
+                           "belong; the mean stretched to its pieces' average norm is 30% worse).",
                            min=0.0, max=4.0)
     max_pretokens: int = _f(500_000, "Distinct words (pre-tokens) kept while counting the train "
                             "split: the most frequent; bounds the memory of the extension.",
