@@ -34,6 +34,8 @@ def run_adapt(art: Path, args: argparse.Namespace) -> dict:
         sets["adapt.train_rows"] = f'"{args.train_rows}"'
     if args.init_scale is not None:  # likewise
         sets["adapt.init_scale"] = args.init_scale
+    if args.adam_eps is not None:  # likewise (runs before the key trained with 1e-8)
+        sets["adapt.adam_eps"] = args.adam_eps
     for kv in args.set:
         k, _, v = kv.partition("=")
         sets[k] = v
@@ -65,10 +67,11 @@ def render(results: dict) -> list[str]:
     for r in results["runs"]:
         m, st = r["machine"], r["settings"]
         extra = "".join(f", `adapt.{k}` = {st['adapt.' + k]}"
-                        for k in ("train_rows", "init_scale") if "adapt." + k in st)
+                        for k in ("train_rows", "init_scale", "adam_eps") if "adapt." + k in st)
         out += ["", f"### `adapt.lr` = {st['adapt.lr']}, `adapt.max_seconds` = "
                     f"{st['adapt.max_seconds']}{extra}", "",
-                f"{m['cpu']}, {m['cores']} cores; wall time of the command {r['wall_s']} s "
+                f"{m['cpu']}" + (f" ({m['isa']})" if m.get("isa") else "")
+                + f", {m['cores']} cores; wall time of the command {r['wall_s']} s "
                 f"(analysis and prune reused: {r.get('reused', 'no')}). Settings: "
                 + ", ".join(f"`{k}` = {v}" for k, v in st.items()) + "."
                 + (f" {r['note']}" if r.get("note") else ""), "",
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-documents", type=int, default=0)
     p.add_argument("--train-rows", choices=("all", "new"), default="all")
+    p.add_argument("--adam-eps", type=float, default=None,
+                   help="[adapt] adam_eps (default: the config's)")
     p.add_argument("--init-scale", type=float, default=None,
                    help="[adapt] init_scale (default: the config's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -137,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in r["adapt"]["train"]["loss_curve"]:  # the curve stays in metrics.json
         p.pop("lr", None)
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
-    runs = [x for x in old["runs"] if x["settings"] != r["settings"]] + [r]
+    runs = [x for x in old["runs"] if (x["settings"], x["machine"]) != (r["settings"],
+                                                                          r["machine"])] + [r]
     RESULTS.write_text(json.dumps({"runs": runs}, indent=2, ensure_ascii=False) + "\n")
     print("\n".join(render({"runs": [r]})))
     print(f"figures in {RESULTS}")

@@ -292,8 +292,8 @@ def train_one(args) -> None:
     from pipeline.config import load_config
     from pipeline.train import pack, train
 
-    rows, lr = args.variant.split("@")
-    name = f"{rows}@{lr}"
+    rows, lr, *eps = args.variant.split("@")  # rows@lr[@adam_eps]
+    name = args.variant
     out = {"variant": name, "started": time.time()}
     dirs = [Path(d) for d in args.bundle]
     model, meta = rebuild(dirs)
@@ -309,6 +309,7 @@ def train_one(args) -> None:
         del pruned
         out["extended"] = {s: _bpb(model, data, meta, s, "extended", n_new) for s in sets}
     ac = load_config(None, {"adapt.lr": float(lr), "adapt.train_rows": rows,
+                            **({"adapt.adam_eps": float(eps[0])} if eps else {}),
                             "adapt.max_seconds": float(args.seconds),
                             "adapt.train_tokens": 10**10, "adapt.seq_len": args.seq_len,
                             "adapt.batch_size": args.batch_size, "adapt.eval_every":
@@ -327,7 +328,8 @@ def train_one(args) -> None:
                     "stopped": st.stopped, "best_step": st.best_step, "best_bpb": st.best_bpb,
                     "evals": st.evals, "curve": st.curve[:: max(1, len(st.curve) // 200)],
                     "tokens_per_step": ac.batch_size * ac.grad_accum * ac.seq_len,
-                    "settings": {"lr": ac.lr, "train_rows": rows, "seq_len": ac.seq_len,
+                    "settings": {"lr": ac.lr, "adam_eps": ac.adam_eps, "train_rows": rows,
+                                 "seq_len": ac.seq_len,
                                  "precision": st.precision,
                                  "batch_size": ac.batch_size, "warmup_share": ac.warmup_share,
                                  "min_lr_share": ac.min_lr_share, "max_seconds": ac.max_seconds,
@@ -454,7 +456,8 @@ def render(r: dict) -> list[str]:
            f"({r['fertility']['heldout']['reduction']:.1%} fewer; KLUE "
            f"{r['fertility']['klue']['reduction']:.1%}, tech "
            f"{r['fertility']['tech']['reduction']:.1%}).", "",
-           "| variant (rows@lr) | steps | tokens | s | stopped | best step | " + " | ".join(
+           "| variant (rows@lr[@adam_eps]) | steps | tokens | s | stopped | best step | "
+           + " | ".join(
                f"{s} trained" for s in SETS) + " |",
            "|---|---:|---:|---:|---|---:|" + "---:|" * len(SETS)]
     for x in r["runs"]:
@@ -503,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         t.add_argument("--batch-size", type=int, default=16)
         t.add_argument("--eval-every", type=int, default=50)
         t.add_argument("--patience", type=int, default=4)
-    sub.choices["train"].add_argument("--variants", default="all@1e-4,all@3e-4,all@1e-3,new@1e-3")
+    sub.choices["train"].add_argument(  # rows@lr[@adam_eps]; the last: Adam's usual epsilon
+        "--variants", default="all@1e-4,all@3e-4,all@1e-3,all@3e-4@1e-8")
     sub.choices["train"].add_argument("--out", default=os.environ.get("OUT", "/tmp/out"))
     sub.choices["train-one"].add_argument("--variant", required=True)
     sub.choices["train-one"].add_argument("--measure-start", action="store_true")

@@ -262,6 +262,14 @@ class AdaptConfig:
     min_lr_share: float = _f(0.1, "Cosine decay ends at this share of the peak learning rate.",
                              min=0.0, max=1.0)
     weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0, max=1.0)
+    adam_eps: float = _f(1e-4, "AdamW epsilon (added to the root of the squared-gradient "
+                         "average). Rows of tokens absent from a batch only get the softmax's "
+                         "push-down gradient, ~1e-8 per coordinate on Gemma 3 270M against "
+                         "~1e-3 for the tokens in it; with the usual 1e-8 Adam scales both to "
+                         "steps of the full learning rate, so every rare row (English, other "
+                         "domains) drifts away from where the model put it. 1e-4 keeps the "
+                         "rows the batch uses at full speed and the others near still.",
+                         min=1e-12, max=1.0)
     train_rows: str = _f("all", "Embedding/head rows that train: `all` (ReTok: every row), or "
                          "`new` (only the new tokens' rows; the kept vocabulary's rows stay "
                          "bit-identical, so text the new merges do not touch is predicted as "

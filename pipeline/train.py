@@ -194,7 +194,7 @@ def train(model, seqs: np.ndarray, ac, *, real_rows: int, evaluate: Callable,
     key = f"{key}/{st_precision}"
     params = freeze_all_but_vocab(model)
     keep = [p.detach()[:frozen_rows].clone() for p in params] if frozen_rows else None
-    opt = torch.optim.AdamW(params, lr=ac.lr, betas=(0.9, 0.95), eps=1e-8,
+    opt = torch.optim.AdamW(params, lr=ac.lr, betas=(0.9, 0.95), eps=ac.adam_eps,
                             weight_decay=ac.weight_decay)
     per_step = ac.batch_size * ac.grad_accum
     total = max(1, ac.train_tokens // (per_step * ac.seq_len))

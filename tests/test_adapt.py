@@ -300,6 +300,45 @@ def test_train_rows_new_leaves_the_kept_rows_bit_identical(extended, train_data)
     assert runs[0] == (False, False)
 
 
+def _falling():
+    """An ``evaluate`` that improves at every call (the last weights are the result)."""
+    scores = iter(range(10_000, 0, -1))
+    return lambda m: float(next(scores))
+
+
+@pytest.fixture(scope="module")
+def warmed(extended, train_data):
+    """A tiny model trained until the tokens its sequences never hold are predicted rarely, as
+    in a trained LLM (a random model predicts every token about equally often)."""
+    ext, seqs, _ = train_data
+    model = _fresh(extended, "gemma3_text", True)
+    train(model, seqs[:48], _settings(lr=1e-2, train_tokens=32 * 8 * 60, warmup_share=0.0,
+                                      adam_eps=1e-8), real_rows=len(ext), evaluate=_falling(),
+          ckpt=None, key="k")
+    return model
+
+
+@pytest.mark.parametrize("eps,still", [(None, True), (1e-8, False)])
+def test_rows_absent_from_the_batches_stay_near_still(warmed, train_data, eps, still):
+    """[adapt] adam_eps: the rows of tokens no batch holds only get the softmax's push-down
+    gradient, tiny in a model that already predicts them rarely. With the default epsilon they
+    move a fraction of what the rows the batches use move; with Adam's usual 1e-8 (the
+    negative control) Adam scales that tiny gradient to full steps and they move as far."""
+    import copy
+
+    ext, seqs, _ = train_data
+    seqs = seqs[:48]  # the 6 steps of 8 sequences read each one once
+    used = np.zeros(len(ext), dtype=bool)
+    used[np.unique(seqs)] = True
+    model = copy.deepcopy(warmed)
+    before = model.get_input_embeddings().weight.detach().clone()
+    ac = _settings() if eps is None else _settings(adam_eps=eps)
+    train(model, seqs, ac, real_rows=len(ext), evaluate=_falling(), ckpt=None, key="k")
+    moved = (model.get_input_embeddings().weight.detach() - before)[:len(ext)].abs().mean(1)
+    ratio = float(moved[torch.from_numpy(~used)].median() / moved[torch.from_numpy(used)].median())
+    assert (ratio < 0.5) if still else (ratio > 0.8), ratio
+
+
 def test_loss_decreases_on_a_fixed_batch(extended, train_data):
     ext, seqs, held = train_data
     model = _fresh(extended, "qwen2", False)
