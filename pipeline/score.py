@@ -23,6 +23,8 @@ Thresholds live in `pipeline.select`; nothing here depends on ``[select]``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 
@@ -104,7 +106,8 @@ def _kiwi_columns(df: pl.DataFrame) -> pl.DataFrame:
                "kiwi_valid_word": pl.Boolean})
 
 
-def _alignment(tok, eojeols: pl.DataFrame, max_types: int, align=None) -> pl.DataFrame:
+def _alignment(tok, eojeols: pl.DataFrame, max_types: int, align=None,
+               features_key: str | None = None) -> pl.DataFrame:
     from .morph import boundary_alignment, hf_tokenize_fn
 
     top = eojeols.head(max_types)
@@ -113,11 +116,24 @@ def _alignment(tok, eojeols: pl.DataFrame, max_types: int, align=None) -> pl.Dat
                                     "kiwi_occurrences": pl.Int64})
     if align is not None:  # e.g. `pipeline.executor.alignment_map`: the same table, elsewhere
         per = align(top["eojeol"].to_list(), top["count"].to_list(), tok)
-    else:
+        return per.rename({"align_occurrences": "kiwi_align_occurrences",
+                           "occurrences": "kiwi_occurrences"})
+
+    def compute() -> pl.DataFrame:
         per = boundary_alignment(top["eojeol"].to_list(), top["count"].to_list(),
                                  hf_tokenize_fn(tok))
-    return per.rename({"align_occurrences": "kiwi_align_occurrences",
-                       "occurrences": "kiwi_occurrences"})
+        return per.rename({"align_occurrences": "kiwi_align_occurrences",
+                           "occurrences": "kiwi_occurrences"})
+
+    if features_key is None:
+        return compute()
+    import hashlib
+
+    h = hashlib.blake2b(b"alignment\0" + features_key.encode(), digest_size=16)
+    for e in top["eojeol"].to_list():
+        h.update(e.encode("utf-8", "surrogatepass") + b"\0")
+    h.update(top["count"].cast(pl.Int64).to_numpy().tobytes())
+    return _cached(h.hexdigest(), compute)
 
 
 def _langid_columns(df: pl.DataFrame) -> pl.DataFrame:
@@ -129,15 +145,131 @@ def _langid_columns(df: pl.DataFrame) -> pl.DataFrame:
                         schema={"token_id": pl.Int64, "lang": pl.String, "lang_prob": pl.Float32})
 
 
+# -- vocabulary features, cached per tokenizer ------------------------------------------------
+# Byte/script classes, Kiwi's morpheme features of the Hangul tokens and fastText's language
+# of the letter tokens depend on the tokenizer alone, not on the corpus, and cost most of the
+# stage (Kiwi reads every Hangul token twice: about 10 s for Tekken, more for Gemma 3). They
+# are kept in ``<cache>/features/<key>.parquet`` (`pipeline.models.cache_root`), so analysing
+# another corpus with the same tokenizer does not recompute them. The key hashes everything
+# they are computed from: the serialized tokenizer, its class, family, length and special
+# ids, the Kiwi and fastText models, and the source of the modules that compute them (an
+# edited rule never reads a stale table). Kiwi's morpheme-boundary alignment of the counted
+# eojeol types is cached the same way, keyed by that key and the types with their counts
+# (loading Kiwi alone takes about 6 s); run elsewhere (``align``, the Ray executor) it is
+# always computed. The cache changes no result: a hit returns the table a miss computes
+# (tests/test_score_cache.py).
+FEATURES_VERSION = 1
+FEATURE_CACHE_FILES = 64  # newest kept; older tables of ours are removed
+_KIWI_COLS = ("kiwi_single_morpheme", "kiwi_tag", "kiwi_valid_word")
+_LANG_COLS = ("lang", "lang_prob")
+
+
+def _features_key(tok, family: str) -> str | None:
+    """The cache key of ``tok``'s vocabulary features; None for a tokenizer that has no
+    serialized form (a slow tokenizer): those are always computed."""
+    import hashlib
+    import importlib
+    import importlib.metadata
+
+    from .tokenclass import special_ids
+
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    lid = langid.default_model_path()
+    h = hashlib.blake2b(digest_size=16)
+    parts = [str(FEATURES_VERSION), type(tok).__name__, family, str(len(tok)),
+             repr(sorted(special_ids(tok))), importlib.metadata.version("kiwipiepy"),
+             importlib.metadata.version("kiwipiepy_model"), f"{lid.name}:{lid.stat().st_size}",
+             backend.to_str()]
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    for name in ("tokenclass", "morph", "langid", "score", "closure"):
+        h.update(Path(importlib.import_module(f"pipeline.{name}").__file__).read_bytes())
+    return h.hexdigest()
+
+
+def feature_cache_dir() -> Path:
+    from .models import cache_root
+
+    return cache_root() / "features"
+
+
+def vocab_features(tok, family: str, say=lambda m: None,
+                   key: str | None = None) -> pl.DataFrame:
+    """`pipeline.tokenclass.classify_vocab` of ``tok`` with the Kiwi (`_KIWI_COLS`) and fastText
+    (`_LANG_COLS`) columns left-joined, from the cache when it holds them (see above); ``key``:
+    `_features_key` (None: not cached)."""
+    from .tokenclass import classify_vocab
+
+    def compute() -> pl.DataFrame:
+        say("[score] byte and script classes")
+        base = classify_vocab(tok, family)
+        say("[score] Kiwi morpheme features")
+        df = base.join(_kiwi_columns(base), on="token_id", how="left")
+        say("[score] fastText on decoded tokens")
+        return df.join(_langid_columns(base), on="token_id", how="left").sort("token_id")
+
+    return _cached(key, compute, lambda p: say(f"[score] vocabulary features from the cache "
+                                               f"({p})"))
+
+
+def _cached(key: str | None, compute, hit=lambda path: None) -> pl.DataFrame:
+    """The table cached under ``key`` in `feature_cache_dir`, else ``compute()`` stored there."""
+    import os
+
+    path = feature_cache_dir() / f"{key}.parquet" if key else None
+    if path is not None and path.is_file():
+        try:
+            df = pl.read_parquet(path)
+            os.utime(path)  # most recently used
+            hit(path)
+            return df
+        except (OSError, pl.exceptions.PolarsError):  # damaged: recomputed and rewritten
+            pass
+    df = compute()
+    if path is not None:
+        _store(df, path)
+    return df
+
+
+def _store(df: pl.DataFrame, path: Path) -> None:
+    """Write ``df`` to ``path`` atomically (a unique temp file renamed into place: concurrent
+    writers of one key write the same table), then trim the cache to its newest
+    `FEATURE_CACHE_FILES` tables. A cache that cannot be written is skipped, not an error."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            df.write_parquet(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        ours = sorted((p for p in path.parent.glob("*.parquet") if _is_key(p.stem)),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in ours[FEATURE_CACHE_FILES:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _is_key(stem: str) -> bool:
+    return len(stem) == 32 and all(c in "0123456789abcdef" for c in stem)
+
+
 def score_tokens(tok, counts: pl.DataFrame, eojeols: pl.DataFrame, *,
                  kiwi_max_eojeol_types: int = 200_000, say=lambda m: None,
                  align=None) -> pl.DataFrame:
     """All features of every vocabulary id (see module docstring)."""
-    from .tokenclass import classify_vocab
-
     family = tokenizer_family(tok)
-    say("[score] byte and script classes")
-    base = classify_vocab(tok, family)
+    key = _features_key(tok, family)
+    feats = vocab_features(tok, family, say, key)
+    base = feats.drop(*_KIWI_COLS, *_LANG_COLS)
     req = required_ids(tok)
     c = counts.sort("token_id")
     cnt = c["count"].to_numpy()
@@ -151,13 +283,11 @@ def score_tokens(tok, counts: pl.DataFrame, eojeols: pl.DataFrame, *,
         share=pl.Series(cnt / total if total else np.zeros(len(cnt)), dtype=pl.Float64),
         intermediate_count=pl.Series(inter, dtype=pl.Int64),
     )
-    say("[score] Kiwi morpheme features")
-    df = df.join(_kiwi_columns(df), on="token_id", how="left")
+    df = df.join(feats.select("token_id", *_KIWI_COLS), on="token_id", how="left")
     say("[score] Kiwi boundary alignment on eojeol types")
-    df = df.join(_alignment(tok, eojeols, kiwi_max_eojeol_types, align), on="token_id",
+    df = df.join(_alignment(tok, eojeols, kiwi_max_eojeol_types, align, key), on="token_id",
                  how="left")
-    say("[score] fastText on decoded tokens")
-    df = df.join(_langid_columns(df), on="token_id", how="left")
+    df = df.join(feats.select("token_id", *_LANG_COLS), on="token_id", how="left")
     df = df.with_columns(
         pl.col("kiwi_single_morpheme").fill_null(False),
         pl.col("kiwi_valid_word").fill_null(False),

@@ -162,8 +162,8 @@ def cli(tmp: Path, *args: str, command: str = "prune") -> int:
     return main([command, "--no-progress", "--config", "configs/default.toml", "--run", RUN,
                  "--set", f'artifacts_dir="{tmp / "artifacts"}"',
                  "--set", f'reports_dir="{tmp / "reports"}"',
-                 "--set", "corpus.max_documents=12000", "--set", "verify.eval_tokens=1536",
-                 "--set", "verify.greedy_new_tokens=6", *args])
+                 "--set", "corpus.max_documents=12000", "--set", "verify.eval_tokens=1024",
+                 "--set", "verify.greedy_new_tokens=4", *args])
 
 
 def _stat_tree(d: Path) -> dict:
@@ -226,7 +226,7 @@ def test_provenance_and_report_name_the_source_and_license(gemma_run):
 def test_model_eval_figures(gemma_run):
     m = _metrics(gemma_run)
     ev = m["model_eval"]["heldout"]
-    assert 0 < ev["tokens_before"] <= 1536 and ev["documents_evaluated"] > 10
+    assert 0 < ev["tokens_before"] <= 1024 and ev["documents_evaluated"] > 10
     for key in ("bits_per_byte", "bits_per_byte_identical"):
         assert 0.3 < ev[key]["before"] < 5 and 0.3 < ev[key]["after"] < 5
     assert ev["bits_per_byte_identical"]["after"] <= ev["bits_per_byte_identical"]["before"]
