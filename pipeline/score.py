@@ -114,26 +114,28 @@ def _alignment(tok, eojeols: pl.DataFrame, max_types: int, align=None,
     if not max_types or top.height == 0:
         return pl.DataFrame(schema={"token_id": pl.Int64, "kiwi_align_occurrences": pl.Int64,
                                     "kiwi_occurrences": pl.Int64})
+    eojs, cnts = top["eojeol"].to_list(), top["count"].to_list()
     if align is not None:  # e.g. `pipeline.executor.alignment_map`: the same table, elsewhere
-        per = align(top["eojeol"].to_list(), top["count"].to_list(), tok)
-        return per.rename({"align_occurrences": "kiwi_align_occurrences",
-                           "occurrences": "kiwi_occurrences"})
+        per = align(eojs, cnts, tok)
+    else:
+        per = _cached(_alignment_key(features_key, eojs, cnts),
+                      lambda: boundary_alignment(eojs, cnts, hf_tokenize_fn(tok)))
+    return per.rename({"align_occurrences": "kiwi_align_occurrences",
+                       "occurrences": "kiwi_occurrences"})
 
-    def compute() -> pl.DataFrame:
-        per = boundary_alignment(top["eojeol"].to_list(), top["count"].to_list(),
-                                 hf_tokenize_fn(tok))
-        return per.rename({"align_occurrences": "kiwi_align_occurrences",
-                           "occurrences": "kiwi_occurrences"})
 
+def _alignment_key(features_key: str | None, eojeols: list[str], counts: list[int]) -> str | None:
+    """Cache key of the alignment of ``eojeols`` with their ``counts`` for the tokenizer of
+    ``features_key`` (None: not cached)."""
     if features_key is None:
-        return compute()
+        return None
     import hashlib
 
     h = hashlib.blake2b(b"alignment\0" + features_key.encode(), digest_size=16)
-    for e in top["eojeol"].to_list():
+    for e in eojeols:
         h.update(e.encode("utf-8", "surrogatepass") + b"\0")
-    h.update(top["count"].cast(pl.Int64).to_numpy().tobytes())
-    return _cached(h.hexdigest(), compute)
+    h.update(np.asarray(counts, dtype=np.int64).tobytes())
+    return h.hexdigest()
 
 
 def _langid_columns(df: pl.DataFrame) -> pl.DataFrame:
@@ -234,22 +236,13 @@ def _cached(key: str | None, compute, hit=lambda path: None) -> pl.DataFrame:
 
 
 def _store(df: pl.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` atomically (a unique temp file renamed into place: concurrent
+    """Write ``df`` to ``path`` atomically (`pipeline.artifacts.write_parquet`: concurrent
     writers of one key write the same table), then trim the cache to its newest
     `FEATURE_CACHE_FILES` tables. A cache that cannot be written is skipped, not an error."""
-    import os
-    import tempfile
+    from .artifacts import write_parquet
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            df.write_parquet(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_parquet(df, path)
         ours = sorted((p for p in path.parent.glob("*.parquet") if _is_key(p.stem)),
                       key=lambda p: p.stat().st_mtime, reverse=True)
         for old in ours[FEATURE_CACHE_FILES:]:
