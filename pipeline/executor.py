@@ -329,7 +329,7 @@ def process_unit(item: dict, *, source, cfg, tok_ref) -> dict:
                         lang[keep_idx[j]] = lres[0][m]
                     ko[ki[asked]] = lres[2]
             picked = shard_table(chunk, texts, keep_idx, by_script, lres,
-                                 _encode(backend, texts, cfg.tokenizer.source), cfg, scratch,
+                                 _encode(backend, text_arr, cfg.tokenizer.source), cfg, scratch,
                                  check=False, text_arr=text_arr)
             if picked is not None:
                 table, heldout, sel = picked

@@ -14,7 +14,10 @@ whatever the corpus size. Per batch:
    fastText is not run at all).
 3. The held-out split is decided by a salted hash of the document's *group*, never by row, so a
    group is entirely counted or entirely held out.
-4. Concurrency: per batch, fastText runs in a child process (`pipeline.langid_worker`) and
+4. Token ids come from `pipeline.pieces`: each distinct piece of text (a word with the
+   space before it) is tokenized once per run and documents are assembled from the cached
+   pieces, with exactly the ids of ``encode_batch_fast`` on the whole documents.
+5. Concurrency: per batch, fastText runs in a child process (`pipeline.langid_worker`) and
    the tokenizer (Rust, both cores, GIL released) in worker threads, two batches at once
    (`INFLIGHT`), while the main thread files the previous batches into shards. Every
    non-blank document is tokenized and the filter drops rows afterwards (few are dropped), so
@@ -43,6 +46,7 @@ import pyarrow.compute as pc
 from .corpus import DocBatch, Source
 from .errors import InputError
 from .langid_worker import LangidWorker
+from .pieces import piece_encoder
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -285,16 +289,21 @@ def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], by_scri
 INFLIGHT = 2
 
 
-def _encode(tok, texts: list[str], source: str = "") -> pa.ListArray:
+def _encode(encoder, texts, source: str = "") -> pa.ListArray:
+    """Token ids of ``texts`` (a list or an Arrow string array) through ``encoder``, a
+    `pipeline.pieces.PieceEncoder` (or a `tokenizers.Tokenizer`, wrapped in one)."""
+    from .pieces import PieceEncoder, piece_encoder
+
+    if not isinstance(encoder, PieceEncoder):
+        encoder = piece_encoder(encoder)
     try:
-        encs = tok.encode_batch_fast(texts, add_special_tokens=False)
+        return encoder.encode(texts)
     except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception from Rust
         raise InputError(
             f"Tokenizer `{source}` failed on the corpus ({type(e).__name__}: "
             f"{' '.join(str(e).split())[:300]}). The tokenizer is broken or incomplete (e.g. its "
             "unknown token is missing from the vocabulary): repair it or pass another "
             "--tokenizer.") from e
-    return ids_array(encs)
 
 
 def ids_array(encs: list) -> pa.ListArray:
@@ -397,7 +406,7 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
     tc = cfg.tokenize
     writers = open_writers(out_dir, cfg)
     stats = _Stats(cfg.langid.examples)
-    backend = tok.backend_tokenizer
+    encoder = piece_encoder(tok.backend_tokenizer)
     limit_docs, limit_bytes = cfg.corpus.max_documents, cfg.corpus.max_bytes
     bar = tqdm(desc="tokenize", unit="doc", disable=not progress, mininterval=1.0)
 
@@ -429,9 +438,9 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                     batch = _head(batch, limit_docs - stats.read)
                 texts, keep_idx = _normalize(batch, stats)
                 if texts:
-                    efut = enc_pool.submit(_encode, backend, texts, cfg.tokenizer.source)
-                    by_script = lfut = None
                     text_arr = pa.array(texts, type=pa.string())
+                    efut = enc_pool.submit(_encode, encoder, text_arr, cfg.tokenizer.source)
+                    by_script = lfut = None
                     if lc.min_korean_prob > 0:
                         by_script = script_decides(text_arr, lc.keep_hangul_share)
                         if not by_script.all():

@@ -59,6 +59,33 @@ def test_converted_model_is_the_gemma_gguf(gemma_dir, gemma_tok):
     assert gemma_tok.decode(gemma_tok.encode(text, add_special_tokens=False)) == text
 
 
+SPACES = " " * 6 + "\t\n\u3000\xa0<[>/"
+spaced_text = st.lists(st.one_of(st.sampled_from(WORDS), st.text(alphabet=CHARS + SPACES,
+                                                                  min_size=1, max_size=8)),
+                       min_size=1, max_size=12).map("".join)
+
+
+def test_gemma_piece_encoder_gives_the_tokenizer_ids(gemma_tok, klue_texts):
+    """`pipeline.pieces` on Gemma 3's own tokenizer (metaspace BPE, no pre-token split, added
+    tokens for newline runs): the ids of encode_batch_fast, on KLUE and on text made of
+    space runs, words and the added tokens' first characters."""
+    from pipeline.pieces import PieceEncoder, piece_plan
+
+    backend = gemma_tok.backend_tokenizer
+    assert piece_plan(backend) is not None
+    enc = PieceEncoder(backend)
+    ref = lambda t: [e.ids for e in backend.encode_batch_fast(t, add_special_tokens=False)]  # noqa: E731
+    for i in range(0, 1000, 250):
+        assert enc.encode(klue_texts[i:i + 250]).to_pylist() == ref(klue_texts[i:i + 250])
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.lists(spaced_text, min_size=1, max_size=20))
+    def check(texts):
+        assert enc.encode(texts).to_pylist() == ref(texts)
+
+    check()
+
+
 @pytest.fixture(scope="module")
 def gemma_sample(gemma_tok, klue_texts):
     texts = klue_texts[:300] + [" ".join(WORDS[i:i + 5]) for i in range(0, len(WORDS), 5)]

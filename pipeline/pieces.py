@@ -1,0 +1,399 @@
+"""Token ids of documents through a cache of their pieces: the tokenize stage's encoder.
+
+A corpus repeats its words. ``encode_batch_fast`` tokenizes every occurrence again (and
+builds an ``Encoding`` object per document); this encoder cuts each document into *pieces*
+at places where no token of the tokenizer can cross, tokenizes each distinct piece once, and
+assembles every document's ids from the cached pieces with NumPy. The ids are exactly those
+of ``encode_batch_fast(texts, add_special_tokens=False)`` (tests compare them on corpora and
+random text); only tokenizers whose structure makes that provable are cut (`piece_plan`),
+every other one is encoded whole, as are the documents holding a character an added token
+starts with (``<``, ``[``; Gemma's ``\\n`` and ``\\t`` runs are added tokens too).
+
+Where pieces are cut: before a run of ASCII spaces that follows a non-whitespace character
+(``영화 정말`` -> ``영화``, `` 정말``). That place starts a token when
+
+- **byte-level BPE with a GPT-style split regex** (Tekken, GPT-2, Llama 3, Qwen 2): the regex
+  never puts a space after a non-space character inside one pre-token, and it only looks
+  ahead (its ``\\s+(?!\\S)`` backtracks in front of the last space before a word), so the
+  pre-tokens after that place do not depend on the text before it;
+- **metaspace BPE without a split** (Gemma: spaces become ``▁`` and the whole text is one
+  BPE word): no merge can join ``x`` and ``▁y`` unless the vocabulary holds a token with a
+  ``▁`` after another character (checked: Gemma's only one, ``>▁</``, holds ``<``, which sends
+  its documents to the whole path).
+
+Each distinct piece is tokenized once, between separator special tokens, ``CHUNK`` pieces to
+a string (text between added tokens is tokenized on its own), so the Rust tokenizer gets few
+long strings instead of many short ones. The cache maps a 64-bit hash of the piece (Polars)
+to its ids; a hit is confirmed by comparing the strings, so a hash collision costs time, never
+a wrong id. It is emptied when it holds ``max_pieces`` pieces: memory stays flat in corpus
+size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import re
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Split regexes of byte-level BPE tokenizers for which a space after a non-space character
+# always starts a pre-token (see the module docstring; tests/test_pieces.py checks each).
+SPLIT_REGEXES = frozenset({
+    # Tekken (Mistral), as `convert_tekken_tokenizer` writes it
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?"
+    r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|"
+    r"\s*[\r\n]+|\s+(?!\S)|\s+",
+    # Llama 3 / cl100k
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+    r"\s*[\r\n]+|\s+(?!\S)|\s+",
+    # Qwen 2
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+    r"\s*[\r\n]+|\s+(?!\S)|\s+",
+})
+CHUNK = 256          # distinct pieces per tokenizer string
+MAX_PIECES = 1 << 20  # cache size (pieces) before it is emptied
+
+
+@dataclasses.dataclass(frozen=True)
+class PiecePlan:
+    whole: str     # regex class: a document holding one of these characters is encoded whole
+    sep: str       # the separator special token's text
+    sep_id: int
+
+
+def piece_plan(backend) -> PiecePlan | None:
+    """How ``backend`` (a `tokenizers.Tokenizer`) may be encoded piece by piece; None when
+    its structure does not prove that pieces tokenize as in the whole text. Reads only the
+    components (the whole tokenizer's JSON takes a second to write and parse)."""
+    if backend.truncation is not None or backend.padding is not None:
+        return None
+    model = backend.model
+    if type(model).__name__ != "BPE" or model.dropout not in (None, 0, 0.0):
+        return None
+    metaspace = _replaces_space(_state(backend.normalizer))
+    if metaspace is None or not _pre_tokenizer_ok(_state(backend.pre_tokenizer), metaspace):
+        return None
+    added = [{"id": i, "content": a.content, "special": a.special, "lstrip": a.lstrip,
+              "rstrip": a.rstrip, "normalized": a.normalized, "single_word": a.single_word}
+             for i, a in sorted(backend.get_added_tokens_decoder().items())]
+    starts = {a["content"][0] for a in added if a["content"]} | {"\x00"}
+    if metaspace and any(re.search("[^▁]▁", t) and not starts & set(t)
+                         for t in backend.get_vocab() if "▁" in t[1:]):
+        return None  # a token joins a word to the next one: pieces could split it
+    sep = _separator(added)
+    if sep is None:
+        return None
+    whole = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(starts)) + "]"
+    return PiecePlan(whole=whole, sep=sep["content"], sep_id=int(sep["id"]))
+
+
+def _state(component):
+    return None if component is None else json.loads(component.__getstate__())
+
+
+def _replaces_space(node) -> bool | None:
+    """False: no normalizer (or NFC, a no-op on the stage's NFC text); True: only spaces
+    become ``▁``; None: anything else."""
+    if node is None:
+        return False
+    kind = node.get("type")
+    if kind == "NFC":
+        return False
+    if kind == "Replace":
+        return True if node.get("pattern") == {"String": " "} and node.get("content") == "▁" \
+            else None
+    if kind == "Sequence":
+        parts = [_replaces_space(n) for n in node.get("normalizers", [])]
+        if None in parts or sum(parts) > 1:
+            return None
+        return any(parts)
+    return None
+
+
+def _pre_tokenizer_ok(node, metaspace: bool) -> bool:
+    if metaspace:  # Gemma: Split on " " after spaces became "▁" is a no-op
+        return node is None or (node.get("type") == "Split" and node.get("pattern") == {"String": " "})
+    if node is None:
+        return False
+    kind = node.get("type")
+    if kind == "ByteLevel":
+        return bool(node.get("use_regex", True)) and not node.get("add_prefix_space")
+    if kind == "Sequence":
+        parts = node.get("pretokenizers", [])
+        return (len(parts) == 2 and parts[0].get("type") == "Split"
+                and parts[0].get("pattern", {}).get("Regex") in SPLIT_REGEXES
+                and parts[0].get("behavior") == "Isolated" and not parts[0].get("invert")
+                and parts[1].get("type") == "ByteLevel" and not parts[1].get("use_regex", True)
+                and not parts[1].get("add_prefix_space"))
+    return False
+
+
+def _separator(added: list[dict]) -> dict | None:
+    """A special added token matched as plain text and prefix of no other added token."""
+    for a in added:
+        c = a.get("content") or ""
+        if (a.get("special") and c and not a.get("normalized") and not a.get("lstrip")
+                and not a.get("rstrip") and not a.get("single_word")
+                and not any(b is not a and (b.get("content") or "").startswith(c)
+                            for b in added)):
+            return a
+    return None
+
+
+class PieceEncoder:
+    """``encode(texts)`` -> list<int32> ids per text, equal to the backend's
+    ``encode_batch_fast(texts, add_special_tokens=False)``. Thread-safe: the tokenizer runs
+    outside the lock, so two batches tokenize their new pieces at once."""
+
+    def __init__(self, backend, max_pieces: int = MAX_PIECES):
+        self.backend = backend
+        self.plan = piece_plan(backend)
+        self.max_pieces = max_pieces
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._index = _HashIndex(self.max_pieces)  # hash of a piece -> its slot
+        self._off = np.zeros(1024, np.int64)   # per slot: offset and length in _ids
+        self._len = np.zeros(1024, np.int64)
+        self._ids = np.zeros(1 << 16, np.int32)
+        self._n = self._n_ids = 0              # slots and ids in use
+        self._text = _Strings()                # per slot: the piece
+
+    def encode(self, texts) -> pa.ListArray:
+        arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+        if self.plan is None or len(arr) == 0:
+            return _whole(self.backend, arr)
+        import polars as pl
+
+        t = pl.col("t")
+        cut = pl.DataFrame({"t": pl.Series(arr)}).select(
+            whole=t.str.contains(self.plan.whole).fill_null(True),
+            pieces=t.str.replace_all(r"(\S) ", "${1}\x00 ").str.split("\x00"))
+        whole = cut["whole"].to_numpy()
+        fast = np.flatnonzero(~whole)
+        pieces = cut["pieces"].to_arrow()
+        pieces = pieces.combine_chunks() if isinstance(pieces, pa.ChunkedArray) else pieces
+        if len(fast) < len(arr):
+            pieces = pieces.take(pa.array(fast))
+        codes = pc.dictionary_encode(pieces.flatten())
+        uniq = codes.dictionary
+        u_ids, u_start, u_len = self._distinct_ids(uniq, self._hashes(uniq))
+        piece = codes.indices.to_numpy(zero_copy_only=False)
+        ids = u_ids[_spans(u_start[piece], u_len[piece])]
+        doc_end = np.concatenate([[0], np.cumsum(u_len[piece])])[pieces.offsets.to_numpy()]
+        out = pa.ListArray.from_arrays(pa.array(doc_end.astype(np.int32)), pa.array(ids))
+        if len(fast) == len(arr):
+            return out
+        slow = np.flatnonzero(whole)
+        both = pa.concat_arrays([out, _whole(self.backend, arr.take(pa.array(slow)))])
+        order = np.empty(len(arr), np.int64)
+        order[fast] = np.arange(len(fast))
+        order[slow] = len(fast) + np.arange(len(slow))
+        return both.take(pa.array(order))
+
+    @staticmethod
+    def _hashes(uniq: pa.Array) -> np.ndarray:
+        import polars as pl
+
+        return pl.Series(uniq).hash(seed=0).to_numpy()
+
+    def _distinct_ids(self, uniq: pa.Array, hashes: np.ndarray):
+        """The ids of the distinct pieces ``uniq``, concatenated, with each one's start and
+        length; the ones not cached are tokenized (outside the lock) and cached."""
+        with self._lock:
+            slot = self._find(hashes)
+            hit = np.flatnonzero(slot >= 0)
+            if len(hit):  # a hash match is a hit only if the strings are equal
+                same = pc.equal(uniq.take(pa.array(hit)), self._text.take(slot[hit]))
+                slot[hit[~same.to_numpy(zero_copy_only=False)]] = -1
+                hit = np.flatnonzero(slot >= 0)
+            h_off, length, store = self._off[slot[hit]], np.zeros(len(uniq), np.int64), self._ids
+            length[hit] = self._len[slot[hit]]
+        miss = np.flatnonzero(slot < 0)
+        if len(miss):
+            m_pieces = uniq.take(pa.array(miss))
+            m_off, m_len, m_ids = self._tokenize(m_pieces)
+            length[miss] = m_len
+            with self._lock:
+                self._add(m_pieces, hashes[miss], m_len, m_ids)
+        end = np.cumsum(length)
+        start = end - length
+        out = np.empty(int(end[-1]) if len(end) else 0, np.int32)
+        out[_spans(start[hit], length[hit])] = store[_spans(h_off, length[hit])]
+        if len(miss):
+            out[_spans(start[miss], m_len)] = m_ids[_spans(m_off, m_len)]
+        return out, start, length
+
+    def _find(self, hashes: np.ndarray) -> np.ndarray:
+        """The slot indexed under each hash, -1 where none."""
+        return self._index.find(hashes)
+
+    def _add(self, pieces: pa.Array, hashes: np.ndarray, length: np.ndarray,
+             ids: np.ndarray) -> None:
+        """Cache tokenized ``pieces`` in new slots; index those whose hash is new (a piece
+        colliding with an indexed one is tokenized each time it comes)."""
+        k = len(pieces)
+        if k > self.max_pieces:  # one batch holds more than the cache: used once, not kept
+            return
+        if self._n + k > self.max_pieces:
+            self._reset()
+        self._off = _room(self._off, self._n, k)
+        self._len = _room(self._len, self._n, k)
+        self._ids = _room(self._ids, self._n_ids, len(ids))
+        slots = self._n + np.arange(k)
+        self._off[slots] = self._n_ids + np.cumsum(length) - length
+        self._len[slots] = length
+        self._ids[self._n_ids:self._n_ids + len(ids)] = ids
+        self._n, self._n_ids = self._n + k, self._n_ids + len(ids)
+        self._text.append(pieces)
+        self._index.insert(hashes, slots)
+
+    def _tokenize(self, pieces: pa.Array):
+        """Offsets and lengths (into the returned ids) and ids of each of ``pieces``: CHUNK
+        pieces per tokenizer string, joined by the separator token."""
+        n = len(pieces)
+        bounds = np.unique(np.arange(0, n + CHUNK, CHUNK).clip(max=n))
+        lists = pa.ListArray.from_arrays(pa.array(bounds.astype(np.int32)), pieces)
+        encs = _run(self.backend, pc.binary_join(lists, pa.scalar(self.plan.sep, pieces.type))
+                    .to_pylist())
+        lists = pa.array([e.ids for e in encs], pa.list_(pa.int32()))  # faster than NumPy
+        per_string = np.diff(lists.offsets.to_numpy()).astype(np.int64)
+        ids = lists.values.to_numpy()
+        sep = ids == self.plan.sep_id
+        if int(sep.sum()) != n - len(encs):  # not expected (`piece_plan`): encode them one by one
+            encs = _run(self.backend, pieces.to_pylist())
+            length = np.fromiter(map(len, (e.ids for e in encs)), np.int64, count=n)
+            ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs), np.int32,
+                              count=int(length.sum()))
+            return np.cumsum(length) - length, length, ids
+        # the piece of each id: its string's first piece + the separators before it there
+        string = np.repeat(np.arange(len(encs)), per_string)
+        seps_before = np.concatenate([[0], np.cumsum(sep)])  # before each id, and at the end
+        string_start = np.concatenate([[0], np.cumsum(per_string)[:-1]]).astype(np.int64)
+        piece = (bounds[:-1][string] + seps_before[:-1]
+                 - np.repeat(seps_before[string_start], per_string))
+        length = np.bincount(piece[~sep], minlength=n).astype(np.int64)
+        return np.cumsum(length) - length, length, ids[~sep]
+
+
+def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``range(start, start + length)`` of each pair, vectorized."""
+    end = np.cumsum(lengths)
+    return np.arange(int(end[-1]) if len(end) else 0) - np.repeat(end - lengths - starts, lengths)
+
+
+def _room(a: np.ndarray, used: int, more: int) -> np.ndarray:
+    """``a``, or a copy twice as large, with room for ``more`` items after ``used``."""
+    if used + more <= len(a):
+        return a
+    b = np.zeros(max(2 * len(a), used + more), a.dtype)
+    b[:used] = a[:used]
+    return b
+
+
+class _HashIndex:
+    """uint64 hash -> slot, an open-addressing table probed with NumPy a whole batch at a
+    time (no Python object per piece); at most half full."""
+
+    def __init__(self, capacity: int):
+        size = 1 << max(10, int(2 * capacity - 1).bit_length())
+        self._keys = np.zeros(size, np.uint64)  # 0: empty (hash 0 is stored as 1)
+        self._vals = np.full(size, -1, np.int64)
+        self._mask = np.uint64(size - 1)
+
+    def _start(self, hashes: np.ndarray):
+        h = np.where(hashes == 0, np.uint64(1), hashes).astype(np.uint64)
+        return h, (h & self._mask).astype(np.int64)
+
+    def find(self, hashes: np.ndarray) -> np.ndarray:
+        h, pos = self._start(hashes)
+        out = np.full(len(h), -1, np.int64)
+        todo = np.arange(len(h))
+        while len(todo):
+            k = self._keys[pos[todo]]
+            hit = k == h[todo]
+            out[todo[hit]] = self._vals[pos[todo[hit]]]
+            todo = todo[~hit & (k != 0)]
+            pos[todo] = (pos[todo] + 1) & int(self._mask)
+        return out
+
+    def insert(self, hashes: np.ndarray, slots: np.ndarray) -> None:
+        """Index each hash not indexed yet (the first of equal new ones wins)."""
+        h, pos = self._start(hashes)
+        todo = np.arange(len(h))
+        while len(todo):
+            k = self._keys[pos[todo]]
+            free = k == 0
+            # among new hashes probing the same free place, the first takes it
+            cand = todo[free]
+            _, first = np.unique(pos[cand], return_index=True)
+            won = cand[first]
+            self._keys[pos[won]] = h[won]
+            self._vals[pos[won]] = slots[won]
+            done = np.zeros(len(h), bool)
+            done[won] = True
+            done[todo[k == h[todo]]] = True  # already indexed (or written just now)
+            todo = todo[~done[todo]]
+            if len(todo):  # re-probe the same place once: an equal hash may have taken it
+                k2 = self._keys[pos[todo]]
+                same = k2 == h[todo]
+                todo = todo[~same]
+                move = self._keys[pos[todo]] != 0
+                pos[todo[move]] = (pos[todo[move]] + 1) & int(self._mask)
+
+
+class _Strings:
+    """An append-only Arrow string column with fast ``take``: one large array and a few
+    recent chunks (a ChunkedArray of hundreds of chunks takes 10x slower)."""
+
+    def __init__(self):
+        self._big = pa.array([], pa.large_string())  # Polars' string type
+        self._tail: list[pa.Array] = []
+        self._n_tail = 0
+
+    def append(self, a: pa.Array) -> None:
+        self._tail.append(a)
+        self._n_tail += len(a)
+        if len(self._tail) > 16 and self._n_tail * 4 > len(self._big):  # amortized O(1) a string
+            self._big, self._tail, self._n_tail = pa.concat_arrays([self._big, *self._tail]), [], 0
+
+    def take(self, idx: np.ndarray) -> pa.Array:
+        if not self._tail:
+            return self._big.take(pa.array(idx))
+        in_big = idx < len(self._big)
+        parts = pa.concat_arrays([self._big.take(pa.array(idx[in_big])),
+                                  pa.concat_arrays(self._tail).take(
+                                      pa.array(idx[~in_big] - len(self._big)))])
+        order = np.empty(len(idx), np.int64)
+        order[in_big] = np.arange(int(in_big.sum()))
+        order[~in_big] = int(in_big.sum()) + np.arange(int((~in_big).sum()))
+        return parts.take(pa.array(order))
+
+
+_ENCODERS: dict[int, PieceEncoder] = {}
+
+
+def piece_encoder(backend) -> PieceEncoder:
+    """The `PieceEncoder` of ``backend``, one per tokenizer object (its cache is kept across
+    the batches and units of a process); the last two are kept."""
+    enc = _ENCODERS.get(id(backend))
+    if enc is None or enc.backend is not backend:
+        while len(_ENCODERS) >= 2:
+            _ENCODERS.pop(next(iter(_ENCODERS)))
+        enc = _ENCODERS[id(backend)] = PieceEncoder(backend)
+    return enc
+
+
+def _run(backend, texts: list[str]):
+    return backend.encode_batch_fast(texts, add_special_tokens=False)
+
+
+def _whole(backend, arr: pa.Array) -> pa.ListArray:
+    encs = _run(backend, arr.to_pylist())
+    return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))

@@ -1,0 +1,241 @@
+"""The piece encoder (`pipeline.pieces`) gives exactly the ids of ``encode_batch_fast``.
+
+References: the tokenizer's own ``encode_batch_fast`` on whole documents, on Korean corpora and
+on random text built from the characters that decide where pre-tokens and merges start
+(spaces of every kind, newlines, digits, punctuation, added-token brackets). Gemma 3's own
+tokenizer is checked in tests/test_gemma.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from pipeline.pieces import PieceEncoder, piece_plan
+
+from .conftest import KLUE_DEV
+
+# what decides pre-token and merge boundaries, plus Hangul, Latin and a Hanja
+ALPHABET = list(" \t\n\r\x0b\x0c\x85\xa0\u3000\u2028 ") + list("가나다한국어영화ㅋㅠ") + \
+    list("aAbBzZ'sS09") + list(".,!?()/-_<>[]#$\\") + ["漢", "é", "\u0301", "\x00", "😀"]
+texts_st = st.lists(st.text(alphabet=ALPHABET, min_size=0, max_size=40), min_size=1, max_size=30)
+
+
+def reference(backend, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def encoded(enc: PieceEncoder, texts: list[str]) -> list[list[int]]:
+    out = enc.encode(texts)
+    assert out.type == pa.list_(pa.int32())
+    return out.to_pylist()
+
+
+def korean_docs(n: int = 3000) -> list[str]:
+    import pyarrow.parquet as pq
+
+    if not KLUE_DEV.exists():
+        pytest.skip(f"{KLUE_DEV} not present")
+    return pq.read_table(KLUE_DEV, columns=["text"]).column("text").to_pylist()[:n]
+
+
+def test_tekken_is_cut_into_pieces(tekken):
+    plan = piece_plan(tekken.backend_tokenizer)
+    assert plan is not None and plan.sep_id in tekken.all_special_ids
+
+
+def test_tekken_ids_equal_on_korean_text_in_batches(tekken):
+    backend = tekken.backend_tokenizer
+    docs = korean_docs()
+    enc = PieceEncoder(backend, max_pieces=5000)  # small: the cache empties several times
+    for i in range(0, len(docs), 500):  # later batches hit pieces cached by earlier ones
+        assert encoded(enc, docs[i:i + 500]) == reference(backend, docs[i:i + 500])
+    assert enc._n > 0  # the piece path ran
+
+
+@settings(max_examples=100, deadline=None)
+@given(texts_st)
+def test_tekken_ids_equal_on_random_text(texts):
+    backend = _tekken_backend()
+    enc = _CACHE.get("tekken_enc") or _CACHE.setdefault("tekken_enc", PieceEncoder(backend))
+    enc._reset()  # an empty cache, then the same texts from it
+    assert encoded(enc, texts) == reference(backend, texts)
+    assert encoded(enc, texts[::-1]) == reference(backend, texts[::-1])  # all from the cache
+
+
+def test_a_batch_larger_than_the_cache(tekken):
+    backend = tekken.backend_tokenizer
+    docs = korean_docs(300)
+    enc = PieceEncoder(backend, max_pieces=50)
+    assert encoded(enc, docs) == reference(backend, docs)
+    assert encoded(enc, docs[:5]) == reference(backend, docs[:5])
+
+
+@pytest.mark.parametrize("shape", ["tekken", "llama3", "qwen2", "gpt2"])
+def test_every_accepted_byte_level_split(shape):
+    """Each pre-tokenizer `piece_plan` accepts, on a byte-level BPE trained on KLUE."""
+    from pipeline.pieces import SPLIT_REGEXES
+
+    regex = {"tekken": None, "gpt2": "gpt2"}.get(shape) or next(
+        r for r in SPLIT_REGEXES if r.startswith("(?i:") and (r"\p{N}{1,3}" in r) == (shape == "llama3"))
+    backend = _byte_level(regex)
+    assert piece_plan(backend) is not None
+    enc = PieceEncoder(backend)
+    docs = korean_docs(1300)[1000:] + ["don't  stop 12345  it's\t\t x", "a \u3000 b\xa0 c",
+                                       "  lead", "trail  "]
+    assert encoded(enc, docs) == reference(backend, docs)
+
+    @settings(max_examples=60, deadline=None)
+    @given(texts_st)
+    def check(texts):
+        enc._reset()
+        assert encoded(enc, texts) == reference(backend, texts)
+
+    check()
+
+
+def test_hash_collisions_cost_time_not_ids(tekken, monkeypatch):
+    """Every piece hashes alike: each hit must be confirmed by its string."""
+    backend = tekken.backend_tokenizer
+    docs = korean_docs(400)
+    enc = PieceEncoder(backend)
+    monkeypatch.setattr(enc, "_hashes", lambda uniq: np.zeros(len(uniq), np.uint64))
+    for i in range(0, len(docs), 100):
+        assert encoded(enc, docs[i:i + 100]) == reference(backend, docs[i:i + 100])
+
+
+def test_unconfirmed_hash_hits_would_be_wrong(tekken, monkeypatch):
+    """Negative control of the string check: with it disabled, colliding hashes give wrong ids."""
+    import pipeline.pieces as pieces
+
+    backend = tekken.backend_tokenizer
+    docs = korean_docs(200)
+    enc = PieceEncoder(backend)
+    monkeypatch.setattr(enc, "_hashes", lambda uniq: np.zeros(len(uniq), np.uint64))
+    monkeypatch.setattr(pieces.pc, "equal", lambda a, b: pa.array([True] * len(a)))
+    enc.encode(docs[:100])
+    assert encoded(enc, docs[100:]) != reference(backend, docs[100:])
+
+
+def _metaspace_bpe(corpus: list[str], cross_words: bool) -> Tokenizer:
+    """A Gemma-shaped tokenizer: spaces become ▁, no pre-tokenizer split, BPE with byte
+    fallback. Trained on words (like SentencePiece) or, with ``cross_words``, on whole lines,
+    so that merges join a word to the next one."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = None if cross_words else pre_tokenizers.Split("▁", "merged_with_next")
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=["<pad>", "<unk>", "<bos>"],
+                                  initial_alphabet=[f"<0x{b:02X}>" for b in range(256)])
+    tok.train_from_iterator(corpus, trainer)
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")  # Gemma's (a no-op)
+    return tok
+
+
+def test_metaspace_bpe_ids_equal(tmp_path):
+    docs = korean_docs(2000)
+    tok = _metaspace_bpe(docs[:1000], cross_words=False)
+    assert piece_plan(tok) is not None
+    enc = PieceEncoder(tok)
+    for part in (docs[1000:1500], docs[1500:], docs[1000:1500]):
+        assert encoded(enc, part) == reference(tok, part)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts_st)
+def test_metaspace_bpe_ids_equal_on_random_text(texts):
+    tok = _metaspace_tok()
+    enc = _CACHE.get("metaspace_enc") or _CACHE.setdefault("metaspace_enc", PieceEncoder(tok))
+    enc._reset()
+    assert encoded(enc, texts) == reference(tok, texts)
+    assert encoded(enc, texts[::-1]) == reference(tok, texts[::-1])
+
+
+_CACHE: dict = {}
+
+
+def _byte_level(regex: str | None = None) -> Tokenizer:
+    """A small byte-level BPE trained on KLUE behind Tekken's pre-tokenizer (or another split
+    regex; None: GPT-2's ByteLevel regex): the shapes of Tekken, Llama 3, Qwen 2, GPT-2 at a
+    size that loads in milliseconds."""
+    from tokenizers import Regex
+
+    from pipeline.pieces import SPLIT_REGEXES
+
+    if "byte_level" not in _CACHE:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(korean_docs(1000), trainer)
+        _CACHE["byte_level"] = tok.to_str()
+    tok = Tokenizer.from_str(_CACHE["byte_level"])
+    if regex != "gpt2":
+        regex = regex or next(r for r in SPLIT_REGEXES if r.startswith("[^"))
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(regex), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return tok
+
+
+def _tekken_backend():
+    if "tekken" not in _CACHE:
+        from pipeline.tokenizer_io import TEKKEN, load_tokenizer
+
+        _CACHE["tekken"] = load_tokenizer(TEKKEN).backend_tokenizer
+    return _CACHE["tekken"]
+
+
+def _metaspace_tok():
+    if "tok" not in _CACHE:
+        _CACHE["tok"] = _metaspace_bpe(korean_docs(1000), cross_words=False)
+    return _CACHE["tok"]
+
+
+def test_merges_across_words_are_not_cut():
+    """Negative control of the vocabulary check: a tokenizer whose tokens join words is
+    encoded whole; cut into pieces anyway, its ids would differ."""
+    docs = korean_docs(1200)
+    tok = _metaspace_bpe(docs[:1000], cross_words=True)
+    assert any("▁" in t[1:] and not set(t) <= {"▁"} for t in tok.get_vocab())
+    assert piece_plan(tok) is None
+    assert encoded(PieceEncoder(tok), docs[1000:]) == reference(tok, docs[1000:])
+    forced = PieceEncoder(tok)
+    forced.plan = piece_plan(_metaspace_tok())  # a plan without the check
+    forced.plan = type(forced.plan)(whole=forced.plan.whole, sep="<pad>",
+                                    sep_id=tok.token_to_id("<pad>"))
+    assert encoded(forced, docs[1000:]) != reference(tok, docs[1000:])
+
+
+@pytest.mark.parametrize("change", ["truncation", "regex", "prefix_space", "normalizer",
+                                    "unigram"])
+def test_structures_not_proven_are_encoded_whole(change):
+    """Anything the piece rule was not shown for falls back to whole documents (and still
+    gives the reference ids)."""
+    backend = _byte_level()
+    assert piece_plan(backend) is not None  # before the change
+    if change == "truncation":
+        backend.enable_truncation(8)
+    elif change == "regex":
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(pattern=__import__("tokenizers").Regex(r"\S+\s*"),
+                                 behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    elif change == "prefix_space":
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    elif change == "normalizer":
+        backend.normalizer = normalizers.Lowercase()
+    else:
+        backend = Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0)], 0))
+    assert piece_plan(backend) is None
+    docs = ["영화  정말 Good", " 재미있다", "Hello world's end"]
+    assert encoded(PieceEncoder(backend), docs) == reference(backend, docs)
+
+
+def test_documents_with_added_token_text_are_encoded_whole(tekken):
+    backend = tekken.backend_tokenizer
+    docs = ["이 영화 <s> 정말", "[INST] 질문 [/INST] 답", "보통 문장", "</s>끝", "a\x00b c"]
+    assert encoded(PieceEncoder(backend), docs) == reference(backend, docs)
