@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from .corpus import DocBatch, Source
 from .errors import InputError
 from .langid_worker import LangidWorker
-from .pieces import piece_encoder
+from .pieces import PieceEncoder, piece_encoder
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -292,8 +292,6 @@ INFLIGHT = 2
 def _encode(encoder, texts, source: str = "") -> pa.ListArray:
     """Token ids of ``texts`` (a list or an Arrow string array) through ``encoder``, a
     `pipeline.pieces.PieceEncoder` (or a `tokenizers.Tokenizer`, wrapped in one)."""
-    from .pieces import PieceEncoder, piece_encoder
-
     if not isinstance(encoder, PieceEncoder):
         encoder = piece_encoder(encoder)
     try:
