@@ -89,7 +89,8 @@ def tokenize_set(source, tok, out_dir: Path, *, batch_docs: int, max_documents: 
 
     from .artifacts import write_parquet
     from .errors import InputError
-    from .shards import ShardWriter, _to_table, ids_array
+    from .pieces import ids_array
+    from .shards import ShardWriter, _to_table
     from .sweep import pretokenize_heldout
 
     out_dir.mkdir(parents=True, exist_ok=True)

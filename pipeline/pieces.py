@@ -78,10 +78,8 @@ def piece_plan(backend) -> PiecePlan | None:
     metaspace = _replaces_space(_state(backend.normalizer))
     if metaspace is None or not _pre_tokenizer_ok(_state(backend.pre_tokenizer), metaspace):
         return None
-    added = [{"id": i, "content": a.content, "special": a.special, "lstrip": a.lstrip,
-              "rstrip": a.rstrip, "normalized": a.normalized, "single_word": a.single_word}
-             for i, a in sorted(backend.get_added_tokens_decoder().items())]
-    starts = {a["content"][0] for a in added if a["content"]} | {"\x00"}
+    added = sorted(backend.get_added_tokens_decoder().items())  # (id, AddedToken)
+    starts = {a.content[0] for _, a in added if a.content} | {"\x00"}
     if metaspace and any(re.search("[^▁]▁", t) and not starts & set(t)
                          for t in backend.get_vocab() if "▁" in t[1:]):
         return None  # a token joins a word to the next one: pieces could split it
@@ -89,7 +87,7 @@ def piece_plan(backend) -> PiecePlan | None:
     if sep is None:
         return None
     whole = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(starts)) + "]"
-    return PiecePlan(whole=whole, sep=sep["content"], sep_id=int(sep["id"]))
+    return PiecePlan(whole=whole, sep=sep[1].content, sep_id=sep[0])
 
 
 def _state(component):
@@ -133,15 +131,14 @@ def _pre_tokenizer_ok(node, metaspace: bool) -> bool:
     return False
 
 
-def _separator(added: list[dict]) -> dict | None:
-    """A special added token matched as plain text and prefix of no other added token."""
-    for a in added:
-        c = a.get("content") or ""
-        if (a.get("special") and c and not a.get("normalized") and not a.get("lstrip")
-                and not a.get("rstrip") and not a.get("single_word")
-                and not any(b is not a and (b.get("content") or "").startswith(c)
-                            for b in added)):
-            return a
+def _separator(added: list):
+    """(id, AddedToken) of a special added token matched as plain text and prefix of no other
+    added token; None when there is none."""
+    for i, a in added:
+        if (a.special and a.content and not a.normalized and not a.lstrip and not a.rstrip
+                and not a.single_word
+                and not any(j != i and b.content.startswith(a.content) for j, b in added)):
+            return i, a
     return None
 
 
@@ -207,7 +204,7 @@ class PieceEncoder:
         """The ids of the distinct pieces ``uniq``, concatenated, with each one's start and
         length; the ones not cached are tokenized (outside the lock) and cached."""
         with self._lock:
-            slot = self._find(hashes)
+            slot = self._index.find(hashes)
             hit = np.flatnonzero(slot >= 0)
             if len(hit):  # a hash match is a hit only if the strings are equal
                 same = pc.equal(uniq.take(pa.array(hit)), self._text.take(slot[hit]))
@@ -229,10 +226,6 @@ class PieceEncoder:
         if len(miss):
             out[_spans(start[miss], m_len)] = m_ids[_spans(m_off, m_len)]
         return out, start, length
-
-    def _find(self, hashes: np.ndarray) -> np.ndarray:
-        """The slot indexed under each hash, -1 where none."""
-        return self._index.find(hashes)
 
     def _add(self, pieces: pa.Array, hashes: np.ndarray, length: np.ndarray,
              ids: np.ndarray) -> None:
@@ -262,7 +255,7 @@ class PieceEncoder:
         lists = pa.ListArray.from_arrays(pa.array(bounds.astype(np.int32)), pieces)
         encs = _run(self.backend, pc.binary_join(lists, pa.scalar(self.plan.sep, pieces.type))
                     .to_pylist())
-        lists = pa.array([e.ids for e in encs], pa.list_(pa.int32()))  # faster than NumPy
+        lists = ids_array(encs)
         per_string = np.diff(lists.offsets.to_numpy()).astype(np.int64)
         ids = lists.values.to_numpy()
         sep = ids == self.plan.sep_id
@@ -329,23 +322,17 @@ class _HashIndex:
         todo = np.arange(len(h))
         while len(todo):
             k = self._keys[pos[todo]]
-            free = k == 0
-            # among new hashes probing the same free place, the first takes it
-            cand = todo[free]
-            _, first = np.unique(pos[cand], return_index=True)
-            won = cand[first]
-            self._keys[pos[won]] = h[won]
-            self._vals[pos[won]] = slots[won]
-            done = np.zeros(len(h), bool)
-            done[won] = True
-            done[todo[k == h[todo]]] = True  # already indexed (or written just now)
-            todo = todo[~done[todo]]
-            if len(todo):  # re-probe the same place once: an equal hash may have taken it
-                k2 = self._keys[pos[todo]]
-                same = k2 == h[todo]
-                todo = todo[~same]
-                move = self._keys[pos[todo]] != 0
-                pos[todo[move]] = (pos[todo[move]] + 1) & int(self._mask)
+            same, free = k == h[todo], k == 0
+            # of the hashes probing one free place, the first takes it; the others look at
+            # the same place again (an equal hash may have taken it)
+            _, first = np.unique(pos[todo[free]], return_index=True)
+            won = np.zeros(len(todo), bool)
+            won[np.flatnonzero(free)[first]] = True
+            self._keys[pos[todo[won]]] = h[todo[won]]
+            self._vals[pos[todo[won]]] = slots[todo[won]]
+            taken = ~same & ~free
+            pos[todo[taken]] = (pos[todo[taken]] + 1) & int(self._mask)
+            todo = todo[~same & ~won]
 
 
 class _Strings:
@@ -394,6 +381,12 @@ def _run(backend, texts: list[str]):
     return backend.encode_batch_fast(texts, add_special_tokens=False)
 
 
-def _whole(backend, arr: pa.Array) -> pa.ListArray:
-    encs = _run(backend, arr.to_pylist())
+def ids_array(encs: list) -> pa.ListArray:
+    """The encodings' ids as one Arrow list<int32> array, built by Arrow from each encoding's
+    id list (``Encoding.merge`` would copy every token string and offset in Rust first: twice
+    as slow; NumPy from the ids is slower too)."""
     return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
+
+
+def _whole(backend, arr: pa.Array) -> pa.ListArray:
+    return ids_array(_run(backend, arr.to_pylist()))

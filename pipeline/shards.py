@@ -304,13 +304,6 @@ def _encode(encoder, texts, source: str = "") -> pa.ListArray:
             "--tokenizer.") from e
 
 
-def ids_array(encs: list) -> pa.ListArray:
-    """The encodings' ids as one Arrow list<int32> array, built by Arrow from each encoding's
-    id list (``Encoding.merge`` would copy every token string and offset in Rust first: twice
-    as slow)."""
-    return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
-
-
 def _strings(values) -> pa.Array:
     return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
 

@@ -235,6 +235,19 @@ def test_structures_not_proven_are_encoded_whole(change):
     assert encoded(PieceEncoder(backend), docs) == reference(backend, docs)
 
 
+def test_a_separator_that_does_not_split_falls_back_to_one_string_per_piece():
+    """If the separator's id never comes out (a plan naming the wrong id), each new piece is
+    tokenized on its own: slower, the same ids."""
+    import dataclasses
+
+    backend = _byte_level()
+    enc = PieceEncoder(backend)
+    enc.plan = dataclasses.replace(enc.plan, sep_id=backend.token_to_id("</s>"))
+    docs = korean_docs(1100)[1000:]
+    assert encoded(enc, docs) == reference(backend, docs)
+    assert enc._n > 0  # cached through the fallback
+
+
 def test_documents_with_added_token_text_are_encoded_whole(tekken):
     backend = tekken.backend_tokenizer
     docs = ["이 영화 <s> 정말", "[INST] 질문 [/INST] 답", "보통 문장", "</s>끝", "a\x00b c"]

@@ -111,7 +111,7 @@ def test_rescue_counts_letters_like_the_unicode_letter_class(values):
 @given(st.lists(st.text(max_size=30), max_size=12))
 def test_ids_array_equals_the_per_document_lists(tekken, values):
     """Shards take token ids through one Arrow list array; same ids as each encoding's own."""
-    from pipeline.shards import ids_array
+    from pipeline.pieces import ids_array
 
     encs = tekken.backend_tokenizer.encode_batch_fast(values, add_special_tokens=False)
     assert ids_array(encs).to_pylist() == [e.ids for e in encs]
