@@ -57,14 +57,10 @@ def eojeol_counts(shards: list[Path]) -> pl.DataFrame:
 
 
 def by_count(eojeols: pl.DataFrame) -> pl.DataFrame:
-    """``eojeols`` most frequent first, ties by the string (UTF-8 byte order): Polars'
-    ``sort(["count", "eojeol"], descending=[True, False])``, sorted by Arrow (about twice as
-    fast on a million types, most of them tied at count 1)."""
-    import pyarrow.compute as pc
-
-    table = eojeols.to_arrow()
-    order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("eojeol", "ascending")])
-    return pl.from_arrow(table.take(order))
+    """``eojeols`` most frequent first, ties by the string (UTF-8 byte order). Polars' sort
+    (multithreaded) took 0.8 s on NSMC's 863k types where Arrow's ``sort_indices`` took 1.6 s
+    (polars 2.1, pyarrow 26; tests/test_count.py checks the order against Python's sort)."""
+    return eojeols.sort(["count", "eojeol"], descending=[True, False])
 
 
 def distinct_groups(shards: list[Path]) -> int:

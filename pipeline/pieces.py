@@ -10,7 +10,8 @@ every other one is encoded whole, as are the documents holding a character an ad
 starts with (``<``, ``[``; Gemma's ``\\n`` and ``\\t`` runs are added tokens too).
 
 Where pieces are cut: before a run of ASCII spaces that follows a non-whitespace character
-(``영화 정말`` -> ``영화``, `` 정말``). That place starts a token when
+(``영화 정말`` -> ``영화``, `` 정말``), found with NumPy on the UTF-8 bytes (`_cuts`; the pieces
+are views of the batch's text buffer, no copy). That place starts a token when
 
 - **byte-level BPE with a GPT-style split regex** (Tekken, GPT-2, Llama 3, Qwen 2): the regex
   never puts a space after a non-space character inside one pre-token, and it only looks
@@ -24,9 +25,11 @@ Where pieces are cut: before a run of ASCII spaces that follows a non-whitespace
 Each distinct piece is tokenized once, between separator special tokens, ``CHUNK`` pieces to
 a string (text between added tokens is tokenized on its own), so the Rust tokenizer gets few
 long strings instead of many short ones. The cache maps a 64-bit hash of the piece (Polars)
-to its ids; a hit is confirmed by comparing the strings, so a hash collision costs time, never
-a wrong id. It is emptied when it holds ``max_pieces`` pieces: memory stays flat in corpus
-size.
+to its ids; a hit is confirmed by comparing the UTF-8 bytes, so a hash collision costs time,
+never a wrong id. Memory stays flat in corpus size: the cache holds at most ``max_pieces``
+pieces of at most `MAX_PIECE_BYTES` bytes (a longer one is tokenized each time it comes).
+When it is full it keeps the pieces found most often (at most half of it) and drops the rest,
+so a corpus with more distinct pieces than the cache does not tokenize its common words again.
 """
 
 from __future__ import annotations
@@ -56,12 +59,14 @@ SPLIT_REGEXES = frozenset({
     r"\s*[\r\n]+|\s+(?!\S)|\s+",
 })
 CHUNK = 256          # distinct pieces per tokenizer string
-MAX_PIECES = 1 << 20  # cache size (pieces) before it is emptied
+MAX_PIECES = 1 << 20  # cache size (pieces)
+MAX_PIECE_BYTES = 256  # longer pieces are tokenized each time they come, never cached
 
 
 @dataclasses.dataclass(frozen=True)
 class PiecePlan:
     whole: str     # regex class: a document holding one of these characters is encoded whole
+    whole_chars: frozenset  # the same characters
     sep: str       # the separator special token's text
     sep_id: int
 
@@ -87,7 +92,8 @@ def piece_plan(backend) -> PiecePlan | None:
     if sep is None:
         return None
     whole = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(starts)) + "]"
-    return PiecePlan(whole=whole, sep=sep[1].content, sep_id=sep[0])
+    return PiecePlan(whole=whole, whole_chars=frozenset(starts), sep=sep[1].content,
+                     sep_id=sep[0])
 
 
 def _state(component):
@@ -156,43 +162,65 @@ class PieceEncoder:
 
     def _reset(self) -> None:
         self._index = _HashIndex(self.max_pieces)  # hash of a piece -> its slot
-        self._off = np.zeros(1024, np.int64)   # per slot: offset and length in _ids
+        self._hash = np.zeros(1024, np.uint64)     # per slot: the piece's hash,
+        self._off = np.zeros(1024, np.int64)       # offset and length of its ids in _ids,
         self._len = np.zeros(1024, np.int64)
+        self._boff = np.zeros(1024, np.int64)      # of its UTF-8 bytes in _bytes,
+        self._blen = np.zeros(1024, np.int64)
+        self._hits = np.zeros(1024, np.int64)      # and the batches that found it here
         self._ids = np.zeros(1 << 16, np.int32)
-        self._n = self._n_ids = 0              # slots and ids in use
-        self._text = _Strings()                # per slot: the piece
+        self._bytes = np.zeros(1 << 18, np.uint8)
+        self._n = self._n_ids = self._n_bytes = 0  # slots, ids and bytes in use
 
     def encode(self, texts) -> pa.ListArray:
         arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
         if self.plan is None or len(arr) == 0:
             return _whole(self.backend, arr)
-        import polars as pl
+        if arr.type != pa.string():
+            arr = arr.cast(pa.string())
+        whole = self._whole_mask(arr)
+        if not whole.any():
+            return self._pieces(arr)
+        fast, slow = np.flatnonzero(~whole), np.flatnonzero(whole)
+        parts = [self._pieces(arr.take(pa.array(fast))) if len(fast) else
+                 pa.array([], pa.list_(pa.int32())), _whole(self.backend, arr.take(pa.array(slow)))]
+        order = np.empty(len(arr), np.int64)
+        order[fast] = np.arange(len(fast))
+        order[slow] = len(fast) + np.arange(len(slow))
+        return pa.concat_arrays(parts).take(pa.array(order))
 
-        t = pl.col("t")
-        cut = pl.DataFrame({"t": pl.Series(arr)}).select(
-            whole=t.str.contains(self.plan.whole).fill_null(True),
-            pieces=t.str.replace_all(r"(\S) ", "${1}\x00 ").str.split("\x00"))
-        whole = cut["whole"].to_numpy()
-        fast = np.flatnonzero(~whole)
-        pieces = cut["pieces"].to_arrow()
-        pieces = pieces.combine_chunks() if isinstance(pieces, pa.ChunkedArray) else pieces
-        if len(fast) < len(arr):
-            pieces = pieces.take(pa.array(fast))
-        codes = pc.dictionary_encode(pieces.flatten())
+    def _whole_mask(self, arr: pa.StringArray) -> np.ndarray:
+        """The documents encoded whole: null, or holding a character an added token starts
+        with (ASCII ones looked up byte by byte, others by regex)."""
+        data, off = _utf8(arr)
+        table = np.zeros(256, bool)
+        table[[ord(c) for c in self.plan.whole_chars if ord(c) < 0x80]] = True
+        hit = np.concatenate([[0], np.cumsum(table[data[off[0]:off[-1]]], dtype=np.int64)])
+        whole = hit[off[1:] - off[0]] > hit[off[:-1] - off[0]]
+        wide = [c for c in self.plan.whole_chars if ord(c) >= 0x80]
+        if wide:
+            cls = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in wide) + "]"
+            whole |= pc.match_substring_regex(arr, cls).to_numpy(zero_copy_only=False)
+        if arr.null_count:
+            whole |= arr.is_null().to_numpy(zero_copy_only=False)
+        return whole
+
+    def _pieces(self, arr: pa.StringArray) -> pa.ListArray:
+        """Ids of documents none of which is encoded whole, through the piece cache."""
+        data, off = _utf8(arr)
+        base = int(off[0])
+        off = off - base
+        bounds = np.unique(np.concatenate([off, _cuts(data[base:base + int(off[-1])], off)]))
+        pieces = pa.StringArray.from_buffers(
+            len(bounds) - 1, pa.py_buffer((bounds + base).astype(np.int32)), arr.buffers()[2])
+        doc_first = np.searchsorted(bounds, off)  # each document's first piece
+        codes = pc.dictionary_encode(pieces)
         uniq = codes.dictionary
         u_ids, u_start, u_len = self._distinct_ids(uniq, self._hashes(uniq))
         piece = codes.indices.to_numpy(zero_copy_only=False)
         ids = u_ids[_spans(u_start[piece], u_len[piece])]
-        doc_end = np.concatenate([[0], np.cumsum(u_len[piece])])[pieces.offsets.to_numpy()]
-        out = pa.ListArray.from_arrays(pa.array(doc_end.astype(np.int32)), pa.array(ids))
-        if len(fast) == len(arr):
-            return out
-        slow = np.flatnonzero(whole)
-        both = pa.concat_arrays([out, _whole(self.backend, arr.take(pa.array(slow)))])
-        order = np.empty(len(arr), np.int64)
-        order[fast] = np.arange(len(fast))
-        order[slow] = len(fast) + np.arange(len(slow))
-        return both.take(pa.array(order))
+        doc_end = np.concatenate([[0], np.cumsum(u_len[piece])])[doc_first]
+        return pa.ListArray.from_arrays(pa.array(doc_end.astype(np.int32)), pa.array(ids))
 
     @staticmethod
     def _hashes(uniq: pa.Array) -> np.ndarray:
@@ -200,18 +228,25 @@ class PieceEncoder:
 
         return pl.Series(uniq).hash(seed=0).to_numpy()
 
-    def _distinct_ids(self, uniq: pa.Array, hashes: np.ndarray):
+    def _distinct_ids(self, uniq: pa.StringArray, hashes: np.ndarray):
         """The ids of the distinct pieces ``uniq``, concatenated, with each one's start and
         length; the ones not cached are tokenized (outside the lock) and cached."""
+        u_data, u_off = _utf8(uniq)
+        u_off = u_off - u_off[0]
+        length = np.zeros(len(uniq), np.int64)
         with self._lock:
             slot = self._index.find(hashes)
             hit = np.flatnonzero(slot >= 0)
             if len(hit):  # a hash match is a hit only if the strings are equal
-                same = pc.equal(uniq.take(pa.array(hit)), self._text.take(slot[hit]))
-                slot[hit[~same.to_numpy(zero_copy_only=False)]] = -1
-                hit = np.flatnonzero(slot >= 0)
-            h_off, length, store = self._off[slot[hit]], np.zeros(len(uniq), np.int64), self._ids
-            length[hit] = self._len[slot[hit]]
+                s = slot[hit]
+                same = _same_bytes(u_data, u_off[hit], u_off[hit + 1] - u_off[hit],
+                                   self._bytes, self._boff[s], self._blen[s])
+                slot[hit[~same]] = -1
+                hit = hit[same]
+            s = slot[hit]
+            length[hit] = self._len[s]
+            hit_ids = self._ids[_spans(self._off[s], length[hit])]
+            self._hits[s] += 1
         miss = np.flatnonzero(slot < 0)
         if len(miss):
             m_pieces = uniq.take(pa.array(miss))
@@ -222,30 +257,72 @@ class PieceEncoder:
         end = np.cumsum(length)
         start = end - length
         out = np.empty(int(end[-1]) if len(end) else 0, np.int32)
-        out[_spans(start[hit], length[hit])] = store[_spans(h_off, length[hit])]
+        out[_spans(start[hit], length[hit])] = hit_ids
         if len(miss):
             out[_spans(start[miss], m_len)] = m_ids[_spans(m_off, m_len)]
         return out, start, length
 
-    def _add(self, pieces: pa.Array, hashes: np.ndarray, length: np.ndarray,
+    def _add(self, pieces: pa.StringArray, hashes: np.ndarray, length: np.ndarray,
              ids: np.ndarray) -> None:
-        """Cache tokenized ``pieces`` in new slots; index those whose hash is new (a piece
-        colliding with an indexed one is tokenized each time it comes)."""
-        k = len(pieces)
-        if k > self.max_pieces:  # one batch holds more than the cache: used once, not kept
+        """Cache tokenized ``pieces`` (those of at most MAX_PIECE_BYTES) in new slots and
+        index those whose hash is new (a piece colliding with an indexed one is tokenized
+        each time it comes). A full cache first keeps only its most found pieces."""
+        data, off = _utf8(pieces)
+        blen = np.diff(off)
+        keep = np.flatnonzero(blen <= MAX_PIECE_BYTES)
+        k = len(keep)
+        if k > self.max_pieces // 2:  # one batch's new pieces fill the cache: not kept
             return
         if self._n + k > self.max_pieces:
-            self._reset()
-        self._off = _room(self._off, self._n, k)
-        self._len = _room(self._len, self._n, k)
-        self._ids = _room(self._ids, self._n_ids, len(ids))
-        slots = self._n + np.arange(k)
-        self._off[slots] = self._n_ids + np.cumsum(length) - length
-        self._len[slots] = length
-        self._ids[self._n_ids:self._n_ids + len(ids)] = ids
-        self._n, self._n_ids = self._n + k, self._n_ids + len(ids)
-        self._text.append(pieces)
-        self._index.insert(hashes, slots)
+            self._evict(self.max_pieces - k)
+        ids_at = np.cumsum(length) - length
+        n, n_ids, n_bytes = self._n, self._n_ids, self._n_bytes
+        for name in ("_hash", "_off", "_len", "_boff", "_blen", "_hits"):
+            setattr(self, name, _room(getattr(self, name), n, k))
+        slots = n + np.arange(k)
+        self._hash[slots] = hashes[keep]
+        self._len[slots] = length[keep]
+        self._off[slots] = n_ids + np.cumsum(length[keep]) - length[keep]
+        self._blen[slots] = blen[keep]
+        self._boff[slots] = n_bytes + np.cumsum(blen[keep]) - blen[keep]
+        self._hits[slots] = 0
+        new_ids = ids[_spans(ids_at[keep], length[keep])]
+        new_bytes = data[_spans(off[:-1][keep] - off[0], blen[keep])]
+        self._ids = _room(self._ids, n_ids, len(new_ids))
+        self._bytes = _room(self._bytes, n_bytes, len(new_bytes))
+        self._ids[n_ids:n_ids + len(new_ids)] = new_ids
+        self._bytes[n_bytes:n_bytes + len(new_bytes)] = new_bytes
+        self._n, self._n_ids, self._n_bytes = n + k, n_ids + len(new_ids), n_bytes + len(new_bytes)
+        self._index.insert(hashes[keep], slots)
+
+    def _evict(self, room_for: int) -> None:
+        """Keep the pieces found most often (at most half the cache, and at most
+        ``room_for``), halve their counts (older finds weigh less) and drop the rest."""
+        n = self._n
+        found = np.flatnonzero(self._hits[:n] > 0)
+        limit = min(self.max_pieces // 2, room_for)
+        if len(found) > limit:
+            found = found[np.argsort(-self._hits[found], kind="stable")[:limit]]
+            found.sort()
+        old = {name: getattr(self, name) for name in ("_hash", "_off", "_len", "_boff",
+                                                       "_blen", "_hits", "_ids", "_bytes")}
+        self._reset()
+        k = len(found)
+        for name in ("_hash", "_len", "_blen"):
+            setattr(self, name, _room(getattr(self, name), 0, k))
+            getattr(self, name)[:k] = old[name][found]
+        self._hits = _room(self._hits, 0, k)
+        self._hits[:k] = old["_hits"][found] // 2
+        ids = old["_ids"][_spans(old["_off"][found], old["_len"][found])]
+        data = old["_bytes"][_spans(old["_boff"][found], old["_blen"][found])]
+        self._off = _room(self._off, 0, k)
+        self._off[:k] = np.cumsum(self._len[:k]) - self._len[:k]
+        self._boff = _room(self._boff, 0, k)
+        self._boff[:k] = np.cumsum(self._blen[:k]) - self._blen[:k]
+        self._ids, self._bytes = _room(self._ids, 0, len(ids)), _room(self._bytes, 0, len(data))
+        self._ids[:len(ids)], self._bytes[:len(data)] = ids, data
+        self._n, self._n_ids, self._n_bytes = k, len(ids), len(data)
+        self._index.insert(self._hash[:k], np.arange(k))
 
     def _tokenize(self, pieces: pa.Array):
         """Offsets and lengths (into the returned ids) and ids of each of ``pieces``: CHUNK
@@ -273,6 +350,56 @@ class PieceEncoder:
                  - np.repeat(seps_before[string_start], per_string))
         length = np.bincount(piece[~sep], minlength=n).astype(np.int64)
         return np.cumsum(length) - length, length, ids[~sep]
+
+
+def _utf8(arr: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 data buffer of a string array and its ``len + 1`` offsets into it."""
+    off = np.frombuffer(arr.buffers()[1], np.int32, count=len(arr) + 1,
+                        offset=arr.offset * 4).astype(np.int64)
+    buf = arr.buffers()[2]
+    data = np.frombuffer(buf, np.uint8) if buf is not None else np.zeros(0, np.uint8)
+    return data, off
+
+
+# White_Space characters (what ``\s`` matches in the split regexes) as UTF-8: ASCII ones, and
+# the last bytes of the two- and three-byte ones
+_ASCII_SPACE = np.zeros(256, bool)
+_ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = True
+_WIDE_SPACES = np.array([int.from_bytes(c.encode(), "big") for c in
+                         "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+                         "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"], np.int64)
+
+
+def _cuts(data: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """Where pieces start inside the documents ``data[off[i]:off[i+1]]`` (valid UTF-8,
+    ``off[0] == 0``, ``off[-1] == len(data)``):
+    before each ASCII space that follows a character other than White_Space in the same
+    document: the places the regex ``(\\S) `` finds, between its two characters."""
+    sp = np.flatnonzero(data == 0x20)
+    first = np.zeros(int(off[-1]) + 1, bool)
+    first[off[:-1]] = True
+    sp = sp[~first[sp]]  # a document's first character follows nothing
+    prev = data[sp - 1]
+    space = _ASCII_SPACE[prev]
+    wide = np.flatnonzero(prev >= 0x80)  # ends a 2- or 3-byte character (4-byte: no space)
+    if len(wide):
+        at = sp[wide]
+        b2 = data[at - 2].astype(np.int64)
+        b3 = data[np.maximum(at - 3, 0)].astype(np.int64)
+        code2 = (b2 << 8) | prev[wide]
+        code3 = (b3 << 16) | code2
+        space[wide] = np.isin(code2, _WIDE_SPACES) | ((at >= 3) & np.isin(code3, _WIDE_SPACES))
+    return sp[~space]
+
+
+def _same_bytes(a: np.ndarray, a_off: np.ndarray, a_len: np.ndarray, b: np.ndarray,
+                b_off: np.ndarray, b_len: np.ndarray) -> np.ndarray:
+    """Per pair i: ``a[a_off[i]:][:a_len[i]] == b[b_off[i]:][:b_len[i]]``."""
+    same = a_len == b_len
+    i = np.flatnonzero(same)
+    diff = a[_spans(a_off[i], a_len[i])] != b[_spans(b_off[i], a_len[i])]
+    same[i[np.unique(np.repeat(np.arange(len(i)), a_len[i])[diff])]] = False
+    return same
 
 
 def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -333,34 +460,6 @@ class _HashIndex:
             taken = ~same & ~free
             pos[todo[taken]] = (pos[todo[taken]] + 1) & int(self._mask)
             todo = todo[~same & ~won]
-
-
-class _Strings:
-    """An append-only Arrow string column with fast ``take``: one large array and a few
-    recent chunks (a ChunkedArray of hundreds of chunks takes 10x slower)."""
-
-    def __init__(self):
-        self._big = pa.array([], pa.large_string())  # Polars' string type
-        self._tail: list[pa.Array] = []
-        self._n_tail = 0
-
-    def append(self, a: pa.Array) -> None:
-        self._tail.append(a)
-        self._n_tail += len(a)
-        if len(self._tail) > 16 and self._n_tail * 4 > len(self._big):  # amortized O(1) a string
-            self._big, self._tail, self._n_tail = pa.concat_arrays([self._big, *self._tail]), [], 0
-
-    def take(self, idx: np.ndarray) -> pa.Array:
-        if not self._tail:
-            return self._big.take(pa.array(idx))
-        in_big = idx < len(self._big)
-        parts = pa.concat_arrays([self._big.take(pa.array(idx[in_big])),
-                                  pa.concat_arrays(self._tail).take(
-                                      pa.array(idx[~in_big] - len(self._big)))])
-        order = np.empty(len(idx), np.int64)
-        order[in_big] = np.arange(int(in_big.sum()))
-        order[~in_big] = int(in_big.sum()) + np.arange(int((~in_big).sum()))
-        return parts.take(pa.array(order))
 
 
 _ENCODERS: dict[int, PieceEncoder] = {}

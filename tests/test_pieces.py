@@ -8,6 +8,8 @@ tokenizer is checked in tests/test_gemma.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -116,7 +118,7 @@ def test_unconfirmed_hash_hits_would_be_wrong(tekken, monkeypatch):
     docs = korean_docs(200)
     enc = PieceEncoder(backend)
     monkeypatch.setattr(enc, "_hashes", lambda uniq: np.zeros(len(uniq), np.uint64))
-    monkeypatch.setattr(pieces.pc, "equal", lambda a, b: pa.array([True] * len(a)))
+    monkeypatch.setattr(pieces, "_same_bytes", lambda a, a_off, *_: np.ones(len(a_off), bool))
     enc.encode(docs[:100])
     assert encoded(enc, docs[100:]) != reference(backend, docs[100:])
 
@@ -205,7 +207,7 @@ def test_merges_across_words_are_not_cut():
     assert encoded(PieceEncoder(tok), docs[1000:]) == reference(tok, docs[1000:])
     forced = PieceEncoder(tok)
     forced.plan = piece_plan(_metaspace_tok())  # a plan without the check
-    forced.plan = type(forced.plan)(whole=forced.plan.whole, sep="<pad>",
+    forced.plan = dataclasses.replace(forced.plan, sep="<pad>",
                                     sep_id=tok.token_to_id("<pad>"))
     assert encoded(forced, docs[1000:]) != reference(tok, docs[1000:])
 
@@ -238,8 +240,6 @@ def test_structures_not_proven_are_encoded_whole(change):
 def test_a_separator_that_does_not_split_falls_back_to_one_string_per_piece():
     """If the separator's id never comes out (a plan naming the wrong id), each new piece is
     tokenized on its own: slower, the same ids."""
-    import dataclasses
-
     backend = _byte_level()
     enc = PieceEncoder(backend)
     enc.plan = dataclasses.replace(enc.plan, sep_id=backend.token_to_id("</s>"))
@@ -252,3 +252,59 @@ def test_documents_with_added_token_text_are_encoded_whole(tekken):
     backend = tekken.backend_tokenizer
     docs = ["이 영화 <s> 정말", "[INST] 질문 [/INST] 답", "보통 문장", "</s>끝", "a\x00b c"]
     assert encoded(PieceEncoder(backend), docs) == reference(backend, docs)
+
+
+CUT_ALPHABET = list(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u2029\u202f"
+                    "\u205f\u3000\u180e") + list("가a.\u0301😀")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=CUT_ALPHABET, max_size=12), min_size=1, max_size=8))
+def test_cuts_are_where_the_regex_finds_a_non_space_then_a_space(texts):
+    """Reference: Polars' (Rust regex) ``(\\S) `` on each document, cut between its two
+    characters; every White_Space character, one- to three-byte, and look-alikes that are
+    not White_Space (U+001C, U+200B, U+180E) are in the alphabet."""
+    import polars as pl
+
+    from pipeline.pieces import _cuts, _utf8
+
+    arr = pa.array(texts, pa.string())
+    data, off = _utf8(arr)
+    marked = pl.Series(texts).str.replace_all(r"(\S) ", "${1}\x00 ").to_list()
+    want = []
+    for start, m in zip(off[:-1].tolist(), marked):
+        at = 0
+        for part in m.split("\x00")[:-1]:
+            at += len(part.encode())
+            want.append(start + at)
+    assert _cuts(data[:off[-1]], off).tolist() == want
+
+
+def test_the_cache_keeps_the_pieces_found_most_often(tekken):
+    """A full cache drops the pieces found once and keeps the often found ones: those are not
+    tokenized again. Ids stay exact throughout."""
+    backend = tekken.backend_tokenizer
+    docs = korean_docs(2000)
+    enc = PieceEncoder(backend, max_pieces=3000)
+    hot = ["영화 정말 재미있다", "이 영화 최고"] * 50
+    tokenized: list[str] = []
+    real = enc._tokenize
+    enc._tokenize = lambda pieces: (tokenized.extend(pieces.to_pylist()), real(pieces))[1]
+    for i in range(0, len(docs), 200):  # several evictions; the hot pieces come every batch
+        batch = hot + docs[i:i + 200]
+        assert encoded(enc, batch) == reference(backend, batch)
+    assert enc._n <= 3000
+    assert tokenized.count(" 영화") == 1 and tokenized.count(" 최고") == 1
+    assert len(tokenized) > 3000  # the cache was full, more than once
+
+
+def test_long_pieces_are_tokenized_each_time_and_not_cached(tekken):
+    from pipeline.pieces import MAX_PIECE_BYTES
+
+    backend = tekken.backend_tokenizer
+    long_word = "가나다라마바사" * (MAX_PIECE_BYTES // 10)
+    docs = [f"앞 {long_word} 뒤", f"{long_word}", f"다시 {long_word}"]
+    enc = PieceEncoder(backend)
+    assert encoded(enc, docs) == reference(backend, docs)
+    assert encoded(enc, docs) == reference(backend, docs)
+    assert enc._blen[:enc._n].max() <= MAX_PIECE_BYTES
