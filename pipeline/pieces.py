@@ -65,8 +65,7 @@ MAX_PIECE_BYTES = 256  # longer pieces are tokenized each time they come, never 
 
 @dataclasses.dataclass(frozen=True)
 class PiecePlan:
-    whole: str     # regex class: a document holding one of these characters is encoded whole
-    whole_chars: frozenset  # the same characters
+    whole_chars: frozenset  # a document holding one of these characters is encoded whole
     sep: str       # the separator special token's text
     sep_id: int
 
@@ -91,9 +90,7 @@ def piece_plan(backend) -> PiecePlan | None:
     sep = _separator(added)
     if sep is None:
         return None
-    whole = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(starts)) + "]"
-    return PiecePlan(whole=whole, whole_chars=frozenset(starts), sep=sep[1].content,
-                     sep_id=sep[0])
+    return PiecePlan(whole_chars=frozenset(starts), sep=sep[1].content, sep_id=sep[0])
 
 
 def _state(component):
