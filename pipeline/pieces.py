@@ -189,7 +189,7 @@ class PieceEncoder:
     def _whole_mask(self, arr: pa.StringArray) -> np.ndarray:
         """The documents encoded whole: null, or holding a character an added token starts
         with (ASCII ones looked up byte by byte, others by regex)."""
-        data, off = _utf8(arr)
+        data, off = utf8_buffers(arr)
         table = np.zeros(256, bool)
         table[[ord(c) for c in self.plan.whole_chars if ord(c) < 0x80]] = True
         hit = np.concatenate([[0], np.cumsum(table[data[off[0]:off[-1]]], dtype=np.int64)])
@@ -204,7 +204,7 @@ class PieceEncoder:
 
     def _pieces(self, arr: pa.StringArray) -> pa.ListArray:
         """Ids of documents none of which is encoded whole, through the piece cache."""
-        data, off = _utf8(arr)
+        data, off = utf8_buffers(arr)
         base = int(off[0])
         off = off - base
         bounds = np.unique(np.concatenate([off, _cuts(data[base:base + int(off[-1])], off)]))
@@ -228,7 +228,7 @@ class PieceEncoder:
     def _distinct_ids(self, uniq: pa.StringArray, hashes: np.ndarray):
         """The ids of the distinct pieces ``uniq``, concatenated, with each one's start and
         length; the ones not cached are tokenized (outside the lock) and cached."""
-        u_data, u_off = _utf8(uniq)
+        u_data, u_off = utf8_buffers(uniq)
         u_off = u_off - u_off[0]
         length = np.zeros(len(uniq), np.int64)
         with self._lock:
@@ -264,7 +264,7 @@ class PieceEncoder:
         """Cache tokenized ``pieces`` (those of at most MAX_PIECE_BYTES) in new slots and
         index those whose hash is new (a piece colliding with an indexed one is tokenized
         each time it comes). A full cache first keeps only its most found pieces."""
-        data, off = _utf8(pieces)
+        data, off = utf8_buffers(pieces)
         blen = np.diff(off)
         keep = np.flatnonzero(blen <= MAX_PIECE_BYTES)
         k = len(keep)
@@ -349,7 +349,7 @@ class PieceEncoder:
         return np.cumsum(length) - length, length, ids[~sep]
 
 
-def _utf8(arr: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+def utf8_buffers(arr: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     """The UTF-8 data buffer of a string array and its ``len + 1`` offsets into it."""
     off = np.frombuffer(arr.buffers()[1], np.int32, count=len(arr) + 1,
                         offset=arr.offset * 4).astype(np.int64)

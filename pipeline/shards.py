@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from .corpus import DocBatch, Source
 from .errors import InputError
 from .langid_worker import LangidWorker
-from .pieces import PieceEncoder, piece_encoder
+from .pieces import PieceEncoder, piece_encoder, utf8_buffers
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -85,8 +85,8 @@ def hangul_counts(arr: pa.StringArray) -> np.ndarray:
     n = len(arr)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    off = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0]:off[-1]]
+    data, off = utf8_buffers(arr)
+    data = data[off[0]:off[-1]]
     off = off - off[0]
     # 3-byte sequences led by E1..ED hold every Hangul letter; b1 narrows the block
     cand = np.flatnonzero((data - np.uint8(0xE1)) <= np.uint8(0x0C))

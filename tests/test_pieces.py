@@ -266,10 +266,10 @@ def test_cuts_are_where_the_regex_finds_a_non_space_then_a_space(texts):
     not White_Space (U+001C, U+200B, U+180E) are in the alphabet."""
     import polars as pl
 
-    from pipeline.pieces import _cuts, _utf8
+    from pipeline.pieces import _cuts, utf8_buffers
 
     arr = pa.array(texts, pa.string())
-    data, off = _utf8(arr)
+    data, off = utf8_buffers(arr)
     marked = pl.Series(texts).str.replace_all(r"(\S) ", "${1}\x00 ").to_list()
     want = []
     for start, m in zip(off[:-1].tolist(), marked):
