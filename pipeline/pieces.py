@@ -158,13 +158,14 @@ class PieceEncoder:
         self._reset()
 
     def _reset(self) -> None:
-        self._index = _HashIndex(self.max_pieces)  # hash of a piece -> its slot
-        self._hash = np.zeros(1024, np.uint64)     # per slot: the piece's hash,
-        self._off = np.zeros(1024, np.int64)       # offset and length of its ids in _ids,
-        self._len = np.zeros(1024, np.int64)
-        self._boff = np.zeros(1024, np.int64)      # of its UTF-8 bytes in _bytes,
-        self._blen = np.zeros(1024, np.int64)
-        self._hits = np.zeros(1024, np.int64)      # and the batches that found it here
+        m = self.max_pieces  # per slot arrays: never more than m slots (NumPy's zeros are
+        self._index = _HashIndex(m)            # only paged in when written)
+        self._hash = np.zeros(m, np.uint64)    # hash of a piece -> its slot; per slot: the hash,
+        self._off = np.zeros(m, np.int64)      # offset and length of its ids in _ids,
+        self._len = np.zeros(m, np.int64)
+        self._boff = np.zeros(m, np.int64)     # of its UTF-8 bytes in _bytes,
+        self._blen = np.zeros(m, np.int64)
+        self._hits = np.zeros(m, np.int64)     # and the batches that found it here
         self._ids = np.zeros(1 << 16, np.int32)
         self._bytes = np.zeros(1 << 18, np.uint8)
         self._n = self._n_ids = self._n_bytes = 0  # slots, ids and bytes in use
@@ -207,17 +208,24 @@ class PieceEncoder:
         data, off = utf8_buffers(arr)
         base = int(off[0])
         off = off - base
-        bounds = np.unique(np.concatenate([off, _cuts(data[base:base + int(off[-1])], off)]))
+        n = int(off[-1])
+        start = np.zeros(n + 1, bool)  # document starts and cuts, in order, each once
+        start[off] = True
+        start[_cuts(data[base:base + n], off)] = True
+        bounds = np.flatnonzero(start)
         pieces = pa.StringArray.from_buffers(
             len(bounds) - 1, pa.py_buffer((bounds + base).astype(np.int32)), arr.buffers()[2])
         doc_first = np.searchsorted(bounds, off)  # each document's first piece
         codes = pc.dictionary_encode(pieces)
         uniq = codes.dictionary
         u_ids, u_start, u_len = self._distinct_ids(uniq, self._hashes(uniq))
-        piece = codes.indices.to_numpy(zero_copy_only=False)
-        ids = u_ids[_spans(u_start[piece], u_len[piece])]
-        doc_end = np.concatenate([[0], np.cumsum(u_len[piece])])[doc_first]
-        return pa.ListArray.from_arrays(pa.array(doc_end.astype(np.int32)), pa.array(ids))
+        # every piece's ids, taken from its distinct piece's list by Arrow
+        u_off = np.append(u_start, u_start[-1] + u_len[-1] if len(u_len) else 0)
+        per_piece = pa.ListArray.from_arrays(pa.array(u_off.astype(np.int32)),
+                                             pa.array(u_ids)).take(codes.indices)
+        p_off = per_piece.offsets.to_numpy()
+        ids = per_piece.values.slice(int(p_off[0]), int(p_off[-1] - p_off[0]))
+        return pa.ListArray.from_arrays(pa.array(p_off[doc_first] - p_off[0]), ids)
 
     @staticmethod
     def _hashes(uniq: pa.Array) -> np.ndarray:
@@ -274,8 +282,6 @@ class PieceEncoder:
             self._evict(self.max_pieces - k)
         ids_at = np.cumsum(length) - length
         n, n_ids, n_bytes = self._n, self._n_ids, self._n_bytes
-        for name in ("_hash", "_off", "_len", "_boff", "_blen", "_hits"):
-            setattr(self, name, _room(getattr(self, name), n, k))
         slots = n + np.arange(k)
         self._hash[slots] = hashes[keep]
         self._len[slots] = length[keep]
@@ -294,31 +300,25 @@ class PieceEncoder:
 
     def _evict(self, room_for: int) -> None:
         """Keep the pieces found most often (at most half the cache, and at most
-        ``room_for``), halve their counts (older finds weigh less) and drop the rest."""
+        ``room_for``), halve their counts (older finds weigh less) and drop the rest. The kept
+        ones move to the front of the same arrays, in their order."""
         n = self._n
         found = np.flatnonzero(self._hits[:n] > 0)
         limit = min(self.max_pieces // 2, room_for)
         if len(found) > limit:
             found = found[np.argsort(-self._hits[found], kind="stable")[:limit]]
             found.sort()
-        old = {name: getattr(self, name) for name in ("_hash", "_off", "_len", "_boff",
-                                                       "_blen", "_hits", "_ids", "_bytes")}
-        self._reset()
         k = len(found)
-        for name in ("_hash", "_len", "_blen"):
-            setattr(self, name, _room(getattr(self, name), 0, k))
-            getattr(self, name)[:k] = old[name][found]
-        self._hits = _room(self._hits, 0, k)
-        self._hits[:k] = old["_hits"][found] // 2
-        ids = old["_ids"][_spans(old["_off"][found], old["_len"][found])]
-        data = old["_bytes"][_spans(old["_boff"][found], old["_blen"][found])]
-        self._off = _room(self._off, 0, k)
+        ids = self._ids[_spans(self._off[found], self._len[found])]
+        data = self._bytes[_spans(self._boff[found], self._blen[found])]
+        for a in (self._hash, self._len, self._blen):
+            a[:k] = a[found]
+        self._hits[:k] = self._hits[found] // 2
         self._off[:k] = np.cumsum(self._len[:k]) - self._len[:k]
-        self._boff = _room(self._boff, 0, k)
         self._boff[:k] = np.cumsum(self._blen[:k]) - self._blen[:k]
-        self._ids, self._bytes = _room(self._ids, 0, len(ids)), _room(self._bytes, 0, len(data))
         self._ids[:len(ids)], self._bytes[:len(data)] = ids, data
         self._n, self._n_ids, self._n_bytes = k, len(ids), len(data)
+        self._index = _HashIndex(self.max_pieces)
         self._index.insert(self._hash[:k], np.arange(k))
 
     def _tokenize(self, pieces: pa.Array):
@@ -365,6 +365,8 @@ _ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = True
 _WIDE_SPACES = np.array([int.from_bytes(c.encode(), "big") for c in
                          "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
                          "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"], np.int64)
+_WIDE_LAST = np.zeros(256, bool)  # their last bytes (a prefilter: a Hangul syllable ends so too)
+_WIDE_LAST[_WIDE_SPACES & 0xFF] = True
 
 
 def _cuts(data: np.ndarray, off: np.ndarray) -> np.ndarray:
@@ -378,7 +380,7 @@ def _cuts(data: np.ndarray, off: np.ndarray) -> np.ndarray:
     sp = sp[~first[sp]]  # a document's first character follows nothing
     prev = data[sp - 1]
     space = _ASCII_SPACE[prev]
-    wide = np.flatnonzero(prev >= 0x80)  # ends a 2- or 3-byte character (4-byte: no space)
+    wide = np.flatnonzero(_WIDE_LAST[prev])  # may end a 2- or 3-byte White_Space character
     if len(wide):
         at = sp[wide]
         b2 = data[at - 2].astype(np.int64)

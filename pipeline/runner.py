@@ -209,7 +209,7 @@ class Run:
 
     def count(self) -> Path:
         from .artifacts import write_parquet
-        from .count import distinct_groups, eojeol_counts, token_counts
+        from .count import count_all, distinct_groups
 
         tok = self.tokenizer()
 
@@ -221,13 +221,13 @@ class Run:
 
                 tc, ec, groups = count_shards(shards, vocab, self.cfg.execute)
             else:
-                tc, ec, groups = token_counts(shards, vocab), eojeol_counts(shards), None
+                tc, ec, groups = count_all(shards, vocab)
             write_parquet(tc, tmp / "token_counts.parquet")
             write_parquet(ec, tmp / "eojeol_counts.parquet")
             used = int((tc["count"] > 0).sum())
             return {"vocab": {"used": used, "unused": len(tok) - used},
                     "eojeol_types": ec.height,
-                    "corpus": {"groups": distinct_groups(shards) if groups is None else groups},
+                    "corpus": {"groups": groups},
                     "heldout": {"groups": distinct_groups(self.paths.heldout_shards())}}
 
         self.tokenize()
