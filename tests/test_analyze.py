@@ -89,6 +89,9 @@ def test_heldout_groups_never_overlap_counted_groups(klue_run):
     train, held = shard_table(p.train_shards()), shard_table(p.heldout_shards())
     assert held.num_rows > 0 and train.num_rows > 0
     assert not set(train.column("group").to_pylist()) & set(held.column("group").to_pylist())
+    counted = json.loads((p.stage("count") / "metrics.json").read_text())
+    assert counted["corpus"]["groups"] == len(set(train.column("group").to_pylist()))
+    assert counted["heldout"]["groups"] == len(set(held.column("group").to_pylist()))
     m = json.loads(p.metrics.read_text())
     assert m["heldout"]["documents"] == held.num_rows
     total = pq.read_metadata(KLUE_DEV).num_rows
