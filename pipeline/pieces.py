@@ -158,9 +158,10 @@ class PieceEncoder:
         self._reset()
 
     def _reset(self) -> None:
-        m = self.max_pieces  # per slot arrays: never more than m slots (NumPy's zeros are
-        self._index = _HashIndex(m)            # only paged in when written)
-        self._hash = np.zeros(m, np.uint64)    # hash of a piece -> its slot; per slot: the hash,
+        # per slot arrays, at most max_pieces slots (NumPy's zeros are paged in when written)
+        m = self.max_pieces
+        self._index = _HashIndex(m)            # hash of a piece -> its slot
+        self._hash = np.zeros(m, np.uint64)    # per slot: the piece's hash,
         self._off = np.zeros(m, np.int64)      # offset and length of its ids in _ids,
         self._len = np.zeros(m, np.int64)
         self._boff = np.zeros(m, np.int64)     # of its UTF-8 bytes in _bytes,
