@@ -296,7 +296,7 @@ def process_unit(item: dict, *, source, cfg, tok_ref) -> dict:
     import ray
 
     from . import langid
-    from .shards import _encode, _normalize, _Stats, script_decides, shard_table
+    from .shards import _encode, _normalize, _Stats, script_decides, shard_table, str_array
 
     u: Unit = pickle.loads(item["spec"])
     backend = _tokenizer(ray.get(tok_ref) if isinstance(tok_ref, ray.ObjectRef) else tok_ref)
@@ -317,7 +317,7 @@ def process_unit(item: dict, *, source, cfg, tok_ref) -> dict:
             if cfg.corpus.max_bytes:
                 nbytes[ki] = [len(t.encode()) for t in texts]
             by_script = lres = None
-            text_arr = pa.array(texts, type=pa.string())
+            text_arr = str_array(texts)
             if lc.min_korean_prob > 0:  # the local executor's language filter, in sequence
                 by_script = script_decides(text_arr, lc.keep_hangul_share)
                 asked = np.flatnonzero(~by_script)

@@ -167,8 +167,8 @@ class PieceEncoder:
         self._boff = np.zeros(m, np.int64)     # of its UTF-8 bytes in _bytes,
         self._blen = np.zeros(m, np.int64)
         self._hits = np.zeros(m, np.int64)     # and the batches that found it here
-        self._ids = np.zeros(1 << 16, np.int32)
-        self._bytes = np.zeros(1 << 18, np.uint8)
+        self._ids = np.zeros(4 * m, np.int32)     # room for 4 ids and 16 bytes a piece
+        self._bytes = np.zeros(16 * m, np.uint8)  # (they grow if more come)
         self._n = self._n_ids = self._n_bytes = 0  # slots, ids and bytes in use
 
     def encode(self, texts) -> pa.ListArray:
@@ -194,8 +194,8 @@ class PieceEncoder:
         data, off = utf8_buffers(arr)
         table = np.zeros(256, bool)
         table[[ord(c) for c in self.plan.whole_chars if ord(c) < 0x80]] = True
-        hit = np.concatenate([[0], np.cumsum(table[data[off[0]:off[-1]]], dtype=np.int64)])
-        whole = hit[off[1:] - off[0]] > hit[off[:-1] - off[0]]
+        hits = np.searchsorted(np.flatnonzero(table[data[off[0]:off[-1]]]), off - off[0])
+        whole = hits[1:] > hits[:-1]  # a hit between the document's offsets
         wide = [c for c in self.plan.whole_chars if ord(c) >= 0x80]
         if wide:
             cls = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in wide) + "]"
@@ -481,10 +481,14 @@ def _run(backend, texts: list[str]):
 
 
 def ids_array(encs: list) -> pa.ListArray:
-    """The encodings' ids as one Arrow list<int32> array, built by Arrow from each encoding's
-    id list (``Encoding.merge`` would copy every token string and offset in Rust first: twice
-    as slow; NumPy from the ids is slower too)."""
-    return pa.array([e.ids for e in encs], type=pa.list_(pa.int32()))
+    """The encodings' ids as one Arrow list<int32> array: NumPy reads every id list through
+    one iterator (half the time of ``pa.array`` of the lists; ``Encoding.merge`` would copy
+    every token string and offset in Rust first)."""
+    off = np.zeros(len(encs) + 1, np.int32)
+    np.cumsum(np.fromiter(map(len, encs), np.int64, count=len(encs)), out=off[1:])
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs), np.int32,
+                      count=int(off[-1]))
+    return pa.ListArray.from_arrays(pa.array(off), pa.array(ids))
 
 
 def _whole(backend, arr: pa.Array) -> pa.ListArray:

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from .corpus import DocBatch, Source
 from .errors import InputError
 from .langid_worker import LangidWorker
-from .pieces import PieceEncoder, piece_encoder, utf8_buffers
+from .pieces import _WIDE_SPACES, PieceEncoder, piece_encoder, utf8_buffers
 
 SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -103,6 +103,43 @@ def hangul_counts(arr: pa.StringArray) -> np.ndarray:
         ok[compat] = (low >= 0x131) & (low <= 0x18E)                      # U+3131..318E
     before = np.concatenate([[0], np.cumsum(ok, dtype=np.int64)])
     return np.diff(before[np.searchsorted(cand, off)])
+
+
+# What ``str.split()`` splits on: ASCII bytes, and the two- and three-byte characters (pieces'
+# White_Space, as big-endian UTF-8 codes) with their lead bytes
+_WS_ASCII = np.zeros(256, bool)
+_WS_ASCII[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+_WS_LEAD = np.zeros(256, bool)
+_WS_LEAD[[0xC2, 0xE1, 0xE2, 0xE3]] = True
+
+
+def word_counts(arr: pa.StringArray) -> np.ndarray:
+    """Per string: ``len(s.split())``, its number of whitespace-separated words (eojeol; 0 for
+    a null), read from the UTF-8 bytes: a word starts at a non-space byte after a space or at
+    a string's start. Strings holding a wide space character (U+00A0, U+3000, ...) are split
+    by Python. A property test checks it against ``str.split``."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    data, off = utf8_buffers(arr)
+    data = data[off[0]:off[-1]]
+    off = off - off[0]
+    ws = _WS_ASCII[data]
+    start = ~ws
+    start[1:] &= ws[:-1]
+    first = off[:-1][off[:-1] < off[1:]]  # a string's first byte follows nothing
+    start[first] = ~ws[first]
+    at = np.searchsorted(np.flatnonzero(start), off)  # word starts before each offset
+    n = np.diff(at).astype(np.int32)  # a null has no bytes: 0
+    lead = np.flatnonzero(_WS_LEAD[data[:-1]])
+    if len(lead):
+        b = [data[np.minimum(lead + k, len(data) - 1)].astype(np.int64) for k in range(3)]
+        code2, code3 = (b[0] << 8) | b[1], (b[0] << 16) | (b[1] << 8) | b[2]
+        hit = lead[np.isin(code2, _WIDE_SPACES) | np.isin(code3, _WIDE_SPACES)]
+        for d in np.unique(np.searchsorted(off, hit, side="right") - 1).tolist():
+            n[d] = len(arr[d].as_py().split())
+    return n
 
 
 def script_decides(arr: pa.StringArray, share: float) -> np.ndarray:
@@ -269,7 +306,7 @@ def _select_rows(batch: DocBatch, texts: list[str], keep_idx: list[int], by_scri
         return None
     whole = len(keep_idx) == len(batch)  # no blank document: batch rows are texts' rows
     pick = (lambda xs: xs) if whole else (lambda xs: [xs[i] for i in keep_idx])  # noqa: E731
-    groups = pa.array(pick(batch.groups), pa.string())
+    groups = str_array(pick(batch.groups))
     cols = {"doc_id": pick(batch.ids), "group": groups, "source": pick(batch.sources),
             "text": texts if text_arr is None else text_arr, "lang": langs, "ko_prob": ko,
             "lang_by": pa.DictionaryArray.from_arrays(pa.array(lang_by), LANG_BY).cast(
@@ -305,13 +342,25 @@ def _encode(encoder, texts, source: str = "") -> pa.ListArray:
 
 
 def _strings(values) -> pa.Array:
-    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+    """``values`` (Python strings, or already an Arrow array) as an Arrow string array."""
+    return values if isinstance(values, pa.Array) else str_array(values)
+
+
+def str_array(values: list[str]) -> pa.StringArray:
+    """``pa.array(values, pa.string())`` for a list of str (no None), built by Polars: 0.1 s
+    instead of 1.0 s for NSMC's 49.5 MB of reviews."""
+    import polars as pl
+
+    if not values:
+        return pa.array([], pa.string())
+    return (pl.Series(values, dtype=pl.String).to_arrow(compat_level=pl.CompatLevel.oldest())
+            .cast(pa.string()))
 
 
 def _to_table(cols: dict, ids: pa.ListArray) -> pa.Table:
     """One shard table from a batch's columns (lists or Arrow arrays) and token ids."""
     text = _strings(cols["text"])
-    n_eojeol = pc.list_value_length(pc.utf8_split_whitespace(text)).cast(pa.int32())
+    n_eojeol = pa.array(word_counts(text), pa.int32())
     return pa.Table.from_arrays([
         _strings(cols["doc_id"]), _strings(cols["group"]), _strings(cols["source"]), text, ids,
         pc.list_value_length(ids).cast(pa.int32()),
@@ -429,7 +478,7 @@ def tokenize_corpus(source: Source, tok, cfg, out_dir: Path, progress: bool = Tr
                     batch = _head(batch, limit_docs - stats.read)
                 texts, keep_idx = _normalize(batch, stats)
                 if texts:
-                    text_arr = pa.array(texts, type=pa.string())
+                    text_arr = str_array(texts)
                     efut = enc_pool.submit(_encode, encoder, text_arr, cfg.tokenizer.source)
                     by_script = lfut = None
                     if lc.min_korean_prob > 0:
