@@ -1,6 +1,7 @@
 """Fast paths of the tokenize stage against their references: the language filter asks fastText
 only where the script leaves the language in doubt and keeps exactly the documents it kept when
-fastText read every document; token ids reach Arrow through one merged encoding."""
+fastText read every document; token ids reach Arrow through one merged encoding; word counts
+read from the UTF-8 bytes equal ``str.split``; Python strings reach Arrow through Polars."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline import langid
 from pipeline.config import load_config
-from pipeline.shards import _korean_mask, _Stats, hangul_counts, script_decides
+from pipeline.shards import _korean_mask, _Stats, hangul_counts, script_decides, str_array, word_counts
 
 from .test_analyze import analyze, paths, shard_table
 
@@ -115,3 +116,36 @@ def test_ids_array_equals_the_per_document_lists(tekken, values):
 
     encs = tekken.backend_tokenizer.encode_batch_fast(values, add_special_tokens=False)
     assert ids_array(encs).to_pylist() == [e.ids for e in encs]
+
+
+# every character str.split() splits on, the neighbours of the wide ones' UTF-8 codes, and the
+# lead bytes the fast path looks at (U+00C2.., U+1680.., U+2000.., U+3000..) in other characters
+SPACES = [chr(c) for c in range(0x110000) if len(f"a{chr(c)}b".split()) == 2]
+NEAR = [chr(c) for c in (0x84, 0x86, 0x9F, 0xA1, 0xC2, 0x167F, 0x1681, 0x1FFF, 0x200B, 0x2027,
+                         0x202A, 0x202E, 0x2030, 0x205E, 0x2060, 0x2FFF, 0x3001, 0x3131, 0x314B)]
+words = st.lists(st.text(alphabet=st.one_of(st.sampled_from(SPACES + NEAR + ["가", "a"]),
+                                            st.characters(blacklist_categories=("Cs",))),
+                         max_size=20) | st.none(), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(words, st.integers(0, 3))
+def test_word_counts_equal_str_split(values, skip):
+    arr = pa.array(["x y"] * skip + values, type=pa.string()).slice(skip)  # non-zero offsets too
+    assert word_counts(arr).tolist() == [len(v.split()) if v is not None else 0 for v in values]
+
+
+def test_word_counts_count_no_empty_word_at_the_edges():
+    """Arrow's utf8_split_whitespace gives '' before a leading and after a trailing space; an
+    eojeol count must not (the rule the fast path replaced it with)."""
+    arr = pa.array([" 영화 ", "\t", "", "a\u3000b ", " \u00a0x"], pa.string())
+    assert word_counts(arr).tolist() == [1, 0, 0, 2, 1]
+    arrow = pc.list_value_length(pc.utf8_split_whitespace(arr)).to_pylist()
+    assert arrow != [1, 0, 0, 2, 1]  # the reference the rule is not
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=12))
+def test_str_array_equals_pa_array(values):
+    got = str_array(values)
+    assert got.type == pa.string() and got.equals(pa.array(values, pa.string()))
