@@ -22,9 +22,13 @@ are views of the batch's text buffer, no copy). That place starts a token when
   ``▁`` after another character (checked: Gemma's only one, ``>▁</``, holds ``<``, which sends
   its documents to the whole path).
 
-Each distinct piece is tokenized once, between separator special tokens, ``CHUNK`` pieces to
-a string (text between added tokens is tokenized on its own), so the Rust tokenizer gets few
-long strings instead of many short ones. The cache maps a 64-bit hash of the piece (Polars)
+Each distinct piece is tokenized once, ``CHUNK`` pieces to a string, so the Rust tokenizer gets
+few long strings instead of many short ones. The pieces are joined by a separator special token
+(text between added tokens is tokenized on its own) or, for metaspace BPE, by a plain character
+that is a token of its own and in no merge (`_char_separator`; Gemma 3): the string is then one
+BPE word whose merges never cross the separator, and Rust spends half the time (no per-piece
+split, normalization and encoding). Either way the separator's id must come out exactly once
+between two pieces, else the batch's pieces are tokenized one string each. The cache maps a 64-bit hash of the piece (Polars)
 to its ids; a hit is confirmed by comparing the UTF-8 bytes, so a hash collision costs time,
 never a wrong id. Memory stays flat in corpus size: the cache holds at most ``max_pieces``
 pieces of at most `MAX_PIECE_BYTES` bytes (a longer one is tokenized each time it comes).
@@ -90,7 +94,42 @@ def piece_plan(backend) -> PiecePlan | None:
     sep = _separator(added)
     if sep is None:
         return None
+    char = _char_separator(backend, added) if metaspace else None
+    if char is not None:
+        return PiecePlan(whole_chars=frozenset(starts | {char[1]}), sep=char[1], sep_id=char[0])
     return PiecePlan(whole_chars=frozenset(starts), sep=sep[1].content, sep_id=sep[0])
+
+
+# Ogham letters: no decomposition, combining class 0, compose with nothing (NFC leaves the
+# text on either side as it is), not White_Space (U+1680 is), absent from Korean text
+_CHAR_SEPARATORS = [chr(c) for c in range(0x1681, 0x169B)]
+
+
+def _char_separator(backend, added: list):
+    """(id, character) of a plain character that may separate pieces of a metaspace BPE
+    tokenizer inside one string, tokenized as one BPE word: a token of its own that no merge
+    and no other token holds (its only occurrence in the model's JSON is its vocabulary
+    entry), in no added token, with whole-word lookup (``ignore_merges``) off and no subword
+    affixes. Such a symbol is never merged, so the merges on either side of it are those of
+    each piece alone; Rust then tokenizes the distinct pieces about twice as fast as between
+    separator special tokens (one word per string instead of one per piece). None when no
+    candidate qualifies."""
+    model = backend.model
+    if (getattr(model, "ignore_merges", True) or model.continuing_subword_prefix
+            or model.end_of_word_suffix):
+        return None
+    in_added = "".join(a.content for _, a in added)
+    state = None
+    for c in _CHAR_SEPARATORS:
+        tid = backend.token_to_id(c)
+        if tid is None or c in in_added:
+            continue
+        if state is None:  # the model's JSON (0.5 s for Gemma's 262k tokens, 515k merges)
+            state = model.__getstate__()
+            state = state if isinstance(state, bytes) else state.encode()
+        if state.count(c.encode()) == 1 and f"\\u{ord(c):04x}".encode() not in state.lower():
+            return tid, c
+    return None
 
 
 def _state(component):
@@ -197,7 +236,10 @@ class PieceEncoder:
         hits = np.searchsorted(np.flatnonzero(table[data[off[0]:off[-1]]]), off - off[0])
         whole = hits[1:] > hits[:-1]  # a hit between the document's offsets
         wide = [c for c in self.plan.whole_chars if ord(c) >= 0x80]
-        if wide:
+        if 0 < len(wide) <= 2:  # a plain substring search is faster than a regex
+            for c in wide:
+                whole |= pc.match_substring(arr, c).to_numpy(zero_copy_only=False)
+        elif wide:
             cls = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in wide) + "]"
             whole |= pc.match_substring_regex(arr, cls).to_numpy(zero_copy_only=False)
         if arr.null_count:

@@ -72,11 +72,16 @@ def test_gemma_piece_encoder_gives_the_tokenizer_ids(gemma_tok, klue_texts):
     from pipeline.pieces import PieceEncoder, piece_plan
 
     backend = gemma_tok.backend_tokenizer
-    assert piece_plan(backend) is not None
+    plan = piece_plan(backend)
+    assert plan is not None
+    # pieces joined by a plain character (a vocabulary token no merge holds), not <pad>
+    assert plan.sep in plan.whole_chars and plan.sep not in backend.get_added_tokens_decoder()
     enc = PieceEncoder(backend)
     ref = lambda t: [e.ids for e in backend.encode_batch_fast(t, add_special_tokens=False)]  # noqa: E731
     for i in range(0, 1000, 250):
         assert enc.encode(klue_texts[i:i + 250]).to_pylist() == ref(klue_texts[i:i + 250])
+    with_sep = [f"영화{plan.sep}정말 좋다", f"{plan.sep} a", klue_texts[0]]
+    assert enc.encode(with_sep).to_pylist() == ref(with_sep)
 
     @settings(max_examples=80, deadline=None)
     @given(st.lists(spaced_text, min_size=1, max_size=20))

@@ -197,6 +197,79 @@ def _metaspace_tok():
     return _CACHE["tok"]
 
 
+OGHAM = "\u1681"  # the first candidate of `pipeline.pieces._char_separator`
+
+
+def _metaspace_with(extra_alphabet: list[str], corpus_extra: list[str] = (), **bpe) -> Tokenizer:
+    """`_metaspace_bpe`'s shape with extra initial characters (tokens of their own) and extra
+    training lines; ``bpe``: BPE model options (``ignore_merges``)."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, **bpe))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split("▁", "merged_with_next")
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=["<pad>", "<unk>", "<bos>"],
+                                  initial_alphabet=[f"<0x{b:02X}>" for b in range(256)]
+                                  + extra_alphabet)
+    tok.train_from_iterator(korean_docs(1000) + list(corpus_extra), trainer)
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    return tok
+
+
+def test_metaspace_pieces_are_separated_by_a_plain_character(monkeypatch):
+    """A metaspace BPE whose vocabulary holds an Ogham letter that no merge holds: the pieces
+    are joined by that letter (one BPE word per string; Gemma 3's case), documents holding it
+    are encoded whole, and the ids are the tokenizer's own, on Korean and random text."""
+    tok = _metaspace_with([OGHAM])
+    plan = piece_plan(tok)
+    assert plan.sep == OGHAM and plan.sep_id == tok.token_to_id(OGHAM)
+    assert OGHAM in plan.whole_chars
+    enc = PieceEncoder(tok)
+    docs = korean_docs(1500)[1000:] + [f"영화{OGHAM} 정말", f"{OGHAM}", f"a {OGHAM}{OGHAM} b"]
+    assert encoded(enc, docs) == reference(tok, docs)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.text(alphabet=ALPHABET + [OGHAM], max_size=40), min_size=1, max_size=30))
+    def check(texts):
+        enc._reset()
+        assert encoded(enc, texts) == reference(tok, texts)
+
+    check()
+    # negative control: were its documents not encoded whole, the letter inside a piece would
+    # be counted as one more separator; the count check sees it and tokenizes the batch's
+    # pieces one string each (the same ids, the slow path)
+    import pipeline.pieces as pieces
+
+    calls = []
+    monkeypatch.setattr(pieces, "_run", lambda b, t: calls.append(len(t)) or b.encode_batch_fast(
+        t, add_special_tokens=False))
+    mixed = [f"영화{OGHAM}정말 재미", "보통 문장 하나"]
+    for whole_chars, one_by_one in ((plan.whole_chars, False),
+                                    (plan.whole_chars - {OGHAM}, True)):
+        calls.clear()
+        forced = PieceEncoder(tok)
+        forced.plan = dataclasses.replace(plan, whole_chars=whole_chars)
+        assert encoded(forced, mixed) == reference(tok, mixed)
+        assert (5 in calls) == one_by_one  # the five pieces, one string each
+
+
+def test_a_character_some_merge_holds_is_no_separator():
+    """The letter is trained into merges (``ᚁ가``): it is not used; the plan falls back to the
+    separator special token, with the same ids."""
+    tok = _metaspace_with([OGHAM], [f"{OGHAM}가{OGHAM}가 {OGHAM}나"] * 200)
+    assert any(OGHAM in t and len(t) > 1 for t in tok.get_vocab())
+    plan = piece_plan(tok)
+    assert plan.sep == "<pad>"
+    docs = korean_docs(1100)[1000:]
+    assert encoded(PieceEncoder(tok), docs) == reference(tok, docs)
+
+
+def test_whole_word_lookup_rules_out_a_character_separator():
+    """With ``ignore_merges`` a word found in the vocabulary skips the merges; a piece alone
+    and the same piece inside a joined string could then differ: no character separator."""
+    tok = _metaspace_with([OGHAM], ignore_merges=True)
+    assert piece_plan(tok).sep == "<pad>"
+    assert piece_plan(_metaspace_with([OGHAM])).sep == OGHAM  # the same without it
+
+
 def test_merges_across_words_are_not_cut():
     """Negative control of the vocabulary check: a tokenizer whose tokens join words is
     encoded whole; cut into pieces anyway, its ids would differ."""
