@@ -39,8 +39,10 @@ from .errors import InputError
 
 # Bump a stage's version when its output format or semantics change.
 # tokenize 2: shards record which decided the language (lang_by); evalsets 2: same schema;
+# tokenize 3, evalsets 3: n_eojeol is len(text.split()) (Arrow's split counted an empty word
+# at a leading or trailing space);
 # score 2: `required` says "placeholder" for reserved <unusedN> added tokens (was "special")
-VERSIONS = {"tokenizer": 1, "tokenize": 2, "count": 1, "score": 2, "heldout": 1, "evalsets": 2,
+VERSIONS = {"tokenizer": 1, "tokenize": 3, "count": 1, "score": 2, "heldout": 1, "evalsets": 3,
             "select": 2, "sweep": 2, "prune": 3,  # prune 3: provenance lists the output's files
             "adapt": 1}
 ANALYZE_STAGES = ["tokenizer", "tokenize", "count", "score", "heldout", "evalsets", "select"]
