@@ -206,8 +206,8 @@ class PieceEncoder:
         self._boff = np.zeros(m, np.int64)     # of its UTF-8 bytes in _bytes,
         self._blen = np.zeros(m, np.int64)
         self._hits = np.zeros(m, np.int64)     # and the batches that found it here
-        self._ids = np.zeros(4 * m, np.int32)     # room for 4 ids and 16 bytes a piece
-        self._bytes = np.zeros(16 * m, np.uint8)  # (they grow if more come)
+        self._ids = np.zeros(8 * m, np.int32)     # room for 8 ids and 32 bytes a piece
+        self._bytes = np.zeros(32 * m, np.uint8)  # (NSMC: 5.4 and 17; they grow if more come)
         self._n = self._n_ids = self._n_bytes = 0  # slots, ids and bytes in use
 
     def encode(self, texts) -> pa.ListArray:
