@@ -28,9 +28,9 @@ few long strings instead of many short ones. The pieces are joined by a separato
 that is a token of its own and in no merge (`_char_separator`; Gemma 3): the string is then one
 BPE word whose merges never cross the separator, and Rust spends half the time (no per-piece
 split, normalization and encoding). Either way the separator's id must come out exactly once
-between two pieces, else the batch's pieces are tokenized one string each. The cache maps a 64-bit hash of the piece (Polars)
-to its ids; a hit is confirmed by comparing the UTF-8 bytes, so a hash collision costs time,
-never a wrong id. Memory stays flat in corpus size: the cache holds at most ``max_pieces``
+between two pieces, else the batch's pieces are tokenized one string each. The cache maps a
+64-bit hash of the piece (Polars) to its ids; a hit is confirmed by comparing the UTF-8 bytes,
+so a hash collision costs time, never a wrong id. Memory stays flat in corpus size: the cache holds at most ``max_pieces``
 pieces of at most `MAX_PIECE_BYTES` bytes (a longer one is tokenized each time it comes).
 When it is full it keeps the pieces found most often (at most half of it) and drops the rest,
 so a corpus with more distinct pieces than the cache does not tokenize its common words again.
